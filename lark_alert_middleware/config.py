@@ -1,0 +1,196 @@
+"""Settings from the environment, overridable by keyword arguments, validated once at start-up."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ConfigurationError(ValueError):
+    """The middleware's configuration is invalid; the message names the variable and the problem."""
+
+
+_STATUS_RANGE = re.compile(r"^\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?$")
+
+
+def parse_status_codes(value: Any) -> frozenset[int]:
+    """Read `400-599`, `500-599,429` or an iterable of ints/ranges into a set of statuses."""
+    if isinstance(value, frozenset):
+        return value
+    if isinstance(value, int):
+        value = [value]
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+        if not value:
+            raise ValueError("is empty; use a list like 400-599 or 500-599,429")
+    statuses: set[int] = set()
+    for part in value:
+        if isinstance(part, int):
+            low, high = part, part
+        elif isinstance(part, range):
+            low, high = part.start, part.stop - 1
+        else:
+            match = _STATUS_RANGE.match(str(part))
+            if match is None:
+                raise ValueError(f"{str(part).strip()!r} is not a status or a range like 500-599")
+            low = int(match.group(1))
+            high = int(match.group(2) or match.group(1))
+        if not 100 <= low <= high <= 599:
+            raise ValueError(f"{low}-{high} is not a range of HTTP statuses between 100 and 599")
+        statuses.update(range(low, high + 1))
+    return frozenset(statuses)
+
+
+def parse_comma_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(item.strip() for item in value if item and item.strip())
+
+
+StatusCodes = Annotated[frozenset[int], NoDecode, BeforeValidator(parse_status_codes)]
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_comma_list)]
+
+
+class AlertSettings(BaseSettings):
+    """Every option of the middleware: read from the environment, overridden by keyword arguments."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, populate_by_name=True, case_sensitive=True)
+
+    enabled: bool = Field(True, validation_alias="LARK_ALERT_ENABLED")
+    webhook_url: SecretStr | None = Field(None, validation_alias="LARK_WEBHOOK_URL")
+    webhook_secret: SecretStr | None = Field(None, validation_alias="LARK_WEBHOOK_SECRET")
+    keyword: str | None = Field(None, validation_alias="LARK_ALERT_KEYWORD")
+    redis_url: SecretStr | None = Field(None, validation_alias="REDIS_URL")
+    redis_key_prefix: str = Field("lark-alert:", min_length=1, validation_alias="LARK_ALERT_REDIS_PREFIX")
+    redis_timeout: float = Field(0.25, gt=0, le=30, validation_alias="LARK_ALERT_REDIS_TIMEOUT")
+    rate_limit: int = Field(60, ge=0, le=30 * 24 * 3600, validation_alias="LARK_ALERT_RATE_LIMIT")
+    status_codes: StatusCodes = Field(frozenset(range(400, 600)), validation_alias="LARK_ALERT_STATUS_CODES")
+    exclude_paths: CommaList = Field((), validation_alias="LARK_ALERT_EXCLUDE_PATHS")
+    max_body_bytes: int = Field(8192, ge=0, le=1024 * 1024, validation_alias="LARK_ALERT_MAX_BODY_BYTES")
+    template: Path | None = Field(None, validation_alias="LARK_ALERT_TEMPLATE")
+    service: str | None = Field(None, validation_alias="LARK_ALERT_SERVICE")
+    environment: str = Field("production", min_length=1, validation_alias="LARK_ALERT_ENV")
+    seq_url: str | None = Field(None, validation_alias="SEQ_URL")
+    mention: CommaList = Field((), validation_alias="LARK_ALERT_MENTION")
+    redact_fields: CommaList = Field((), validation_alias="LARK_ALERT_REDACT_FIELDS")
+    shutdown_timeout: float = Field(5.0, ge=0, le=300, validation_alias="LARK_ALERT_SHUTDOWN_TIMEOUT")
+    queue_size: int = Field(1000, ge=1, le=1_000_000, validation_alias="LARK_ALERT_QUEUE_SIZE")
+    dedup_capacity: int = Field(10_000, ge=10, le=10_000_000, validation_alias="LARK_ALERT_DEDUP_CAPACITY")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_is_http(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(
+                "must be an http(s) URL like https://open.larksuite.com/open-apis/bot/v2/hook/<token>"
+            )
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("webhook_secret", "redis_url")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _template_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {str(value)!r}")
+        return value
+
+    @field_validator("exclude_paths")
+    @classmethod
+    def _paths_are_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not pattern.startswith(("/", "*")):
+                raise ValueError(f"{pattern!r} is not a path pattern; patterns start with / or *")
+        return value
+
+    @field_validator("mention")
+    @classmethod
+    def _mentions_are_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for target in value:
+            if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", target):
+                raise ValueError(f"{target!r} is not 'all' or a Lark open_id/user_id")
+        return value
+
+    @field_validator("seq_url")
+    @classmethod
+    def _seq_is_http(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if urlsplit(value.strip()).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value.strip()
+
+    @field_validator("service", "keyword")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+
+def environment_variable(field_name: str) -> str:
+    """The environment variable that sets a field, e.g. `rate_limit` -> `LARK_ALERT_RATE_LIMIT`."""
+    alias = AlertSettings.model_fields[field_name].validation_alias
+    assert isinstance(alias, str)
+    return alias
+
+
+def _describe(error: Any) -> str:
+    location = str(error["loc"][0]) if error["loc"] else "?"
+    field_name = _FIELD_BY_VARIABLE.get(location, location)
+    if field_name in AlertSettings.model_fields:
+        name = f"{environment_variable(field_name)} ({field_name}=)"
+    else:
+        name = f"{location}="
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{name}: unknown option; known options are {', '.join(sorted(AlertSettings.model_fields))}"
+    shown = error.get("input")
+    if isinstance(shown, SecretStr) or field_name in ("webhook_url", "webhook_secret", "redis_url"):
+        return f"{name}: {message}"
+    return f"{name}: {message} (got {shown!r})"
+
+
+_FIELD_BY_VARIABLE = {
+    field.validation_alias: name
+    for name, field in AlertSettings.model_fields.items()
+    if isinstance(field.validation_alias, str)
+}
+
+
+def load_settings(**overrides: Any) -> AlertSettings:
+    """Read the environment, apply keyword overrides, and raise ConfigurationError naming what is wrong."""
+    try:
+        return AlertSettings(**overrides)
+    except ValidationError as error:
+        problems = "\n  ".join(_describe(item) for item in error.errors())
+        raise ConfigurationError(f"invalid lark_alert_middleware configuration:\n  {problems}") from None
+
+
+def iter_variables() -> Iterable[tuple[str, str]]:
+    """(environment variable, field name) pairs, for documentation and the CLI."""
+    for name in AlertSettings.model_fields:
+        yield environment_variable(name), name

@@ -1,0 +1,218 @@
+"""Whether an error was already reported in its window: one protocol, two stores.
+
+With Redis, `SET <key> <now> NX EX <window>` decides: only the caller that sets the key
+alerts, so every replica sharing the Redis raises one alert per error per window. Without
+Redis the same decision is made in-process. Both also count the repeats that were not
+reported, so the next alert can say how often the error happened since the previous one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("lark_alert_middleware")
+
+# How long a repeat count and the previous alert's time are kept between windows.
+HISTORY_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The store's answer: `first` means this caller raises the alert."""
+
+    first: bool
+    remaining_seconds: float
+    repeats: int = 0
+    previous_alert_at: float | None = None
+
+
+class DedupStore(Protocol):
+    async def claim(self, key: str, window_seconds: int, repeats_here: int, now: float) -> Claim:
+        """Claim the window for `key`, or add `repeats_here` to the count of its next alert."""
+        ...
+
+    async def add_repeats(self, repeats: dict[str, int]) -> None:
+        """Add repeats counted in this process to the counts the next alerts will report."""
+        ...
+
+
+def dedup_key(service: str, environment: str, fingerprint: str) -> str:
+    """A short, safe key; service and environment keep apps sharing a Redis apart."""
+    digest = hashlib.blake2b(f"{service}\0{environment}\0{fingerprint}".encode(), digest_size=16)
+    return digest.hexdigest()
+
+
+@dataclass(slots=True)
+class _Entry:
+    window_ends: float
+    repeats: int
+    last_alert_at: float | None
+
+
+class InProcessDedupStore:
+    """The same decisions for one process, bounded to `capacity` keys."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: dict[str, _Entry] = {}
+
+    async def claim(self, key: str, window_seconds: int, repeats_here: int, now: float) -> Claim:
+        entry = self._entries.get(key)
+        if entry is not None and entry.window_ends > now:
+            entry.repeats += repeats_here
+            return Claim(False, entry.window_ends - now)
+        if entry is None:
+            self._make_room(now)
+            entry = self._entries[key] = _Entry(0.0, 0, None)
+        claim = Claim(True, float(window_seconds), entry.repeats + repeats_here, entry.last_alert_at)
+        entry.window_ends, entry.repeats, entry.last_alert_at = now + window_seconds, 0, now
+        return claim
+
+    async def add_repeats(self, repeats: dict[str, int]) -> None:
+        for key, count in repeats.items():
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.repeats += count
+
+    def _make_room(self, now: float) -> None:
+        if len(self._entries) < self._capacity:
+            return
+        for key in [key for key, entry in self._entries.items() if entry.window_ends <= now]:
+            del self._entries[key]
+        while len(self._entries) >= self._capacity:
+            del self._entries[next(iter(self._entries))]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+# KEYS: window, repeat count, previous alert time (one hash tag: one cluster slot).
+# ARGV: window seconds, now, repeats seen by the caller, history seconds.
+_CLAIM_SCRIPT = """
+local repeats_here = tonumber(ARGV[3])
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
+  local repeats = tonumber(redis.call('GET', KEYS[2]) or '0') + repeats_here
+  redis.call('DEL', KEYS[2])
+  local previous = redis.call('GET', KEYS[3])
+  redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4])
+  return {1, repeats, previous or '', 0}
+end
+if repeats_here > 0 then
+  redis.call('INCRBY', KEYS[2], repeats_here)
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return {0, 0, '', redis.call('PTTL', KEYS[1])}
+"""
+
+
+class RedisDedupStore:
+    """Fleet-wide decisions: one script call (one round trip) per claim."""
+
+    def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._claim = client.register_script(_CLAIM_SCRIPT)
+
+    def _keys(self, key: str) -> list[str]:
+        base = f"{self._prefix}{{{key}}}"
+        return [f"{base}:window", f"{base}:repeats", f"{base}:last"]
+
+    async def claim(self, key: str, window_seconds: int, repeats_here: int, now: float) -> Claim:
+        first, repeats, previous, remaining_ms = await self._claim(
+            keys=self._keys(key), args=[window_seconds, f"{now:.3f}", repeats_here, HISTORY_SECONDS]
+        )
+        if first:
+            return Claim(True, float(window_seconds), int(repeats), float(previous) if previous else None)
+        # PTTL is -2 when the key expired between SET and PTTL: the window is over.
+        return Claim(False, max(int(remaining_ms), 0) / 1000.0)
+
+    async def add_repeats(self, repeats: dict[str, int]) -> None:
+        if not repeats:
+            return
+        async with self._client.pipeline(transaction=False) as pipeline:
+            for key, count in repeats.items():
+                repeats_key = self._keys(key)[1]
+                pipeline.incrby(repeats_key, count)
+                pipeline.expire(repeats_key, HISTORY_SECONDS)
+            await pipeline.execute()
+
+
+class FallbackDedupStore:
+    """Redis first; when it fails, the in-process store at once, and Redis again after a pause.
+
+    One warning per outage, not one per request: the breaker stays open for `pause` seconds
+    (doubling while Redis keeps failing, up to `max_pause`), then lets one claim probe Redis.
+    """
+
+    def __init__(
+        self,
+        primary: DedupStore,
+        fallback: DedupStore,
+        *,
+        timeout: float,
+        pause: float = 2.0,
+        max_pause: float = 30.0,
+    ) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self._timeout = timeout
+        self._first_pause = pause
+        self._max_pause = max_pause
+        self._pause = pause
+        self._closed_until = 0.0
+        self.in_outage = False
+        self.outages = 0
+
+    async def claim(self, key: str, window_seconds: int, repeats_here: int, now: float) -> Claim:
+        if self._use_primary():
+            try:
+                claim = await asyncio.wait_for(
+                    self._primary.claim(key, window_seconds, repeats_here, now), self._timeout * 2
+                )
+            except (RedisError, OSError, asyncio.TimeoutError) as error:
+                self._failed(error)
+            else:
+                self._succeeded()
+                return claim
+        return await self._fallback.claim(key, window_seconds, repeats_here, now)
+
+    async def add_repeats(self, repeats: dict[str, int]) -> None:
+        if self._use_primary():
+            try:
+                await asyncio.wait_for(self._primary.add_repeats(repeats), self._timeout * 2)
+            except (RedisError, OSError, asyncio.TimeoutError) as error:
+                self._failed(error)
+            else:
+                self._succeeded()
+                return
+        await self._fallback.add_repeats(repeats)
+
+    def _use_primary(self) -> bool:
+        return not self.in_outage or time.monotonic() >= self._closed_until
+
+    def _failed(self, error: BaseException) -> None:
+        if not self.in_outage:
+            self.in_outage = True
+            self.outages += 1
+            self._pause = self._first_pause
+            logger.warning(
+                "lark_alert_middleware: Redis is unreachable (%s); deduplicating in this process "
+                "until it is back (alerts keep flowing, at most one per process per window)",
+                type(error).__name__,
+            )
+        else:
+            self._pause = min(self._pause * 2, self._max_pause)
+        self._closed_until = time.monotonic() + self._pause
+
+    def _succeeded(self) -> None:
+        if self.in_outage:
+            self.in_outage = False
+            logger.warning("lark_alert_middleware: Redis is reachable again; fleet-wide dedup resumed")

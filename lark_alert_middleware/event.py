@@ -1,0 +1,73 @@
+"""The captured error: an immutable record handed from the request to the alerter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedBody:
+    """The first bytes of a request or response body, and how many bytes there were in all."""
+
+    data: bytes = b""
+    size: int = 0
+    content_type: str | None = None
+    content_encoding: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.data)
+
+
+NO_BODY = CapturedBody()
+
+
+class BodyBuffer:
+    """Keeps the first `limit` bytes of a body that streams past; never more."""
+
+    __slots__ = ("captured", "chunks", "limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.captured = 0
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        room = self.limit - self.captured
+        if room > 0:
+            kept = chunk if len(chunk) <= room else chunk[:room]
+            self.chunks.append(bytes(kept))
+            self.captured += len(kept)
+
+    def freeze(self, content_type: str | None, content_encoding: str | None) -> CapturedBody:
+        return CapturedBody(b"".join(self.chunks), self.size, content_type, content_encoding)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    """One failing request as the middleware saw it. Raw: redaction happens before rendering."""
+
+    timestamp: float
+    duration_seconds: float
+    method: str
+    scheme: str
+    path: str
+    route: str | None
+    query_string: str
+    headers: tuple[tuple[str, str], ...]
+    client: str | None
+    request_id: str
+    status_code: int
+    request_body: CapturedBody
+    response_body: CapturedBody
+    exception: BaseException | None
+
+    def header(self, name: str) -> str | None:
+        """The first value of a request header, by case-insensitive name."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key == wanted:
+                return value
+        return None

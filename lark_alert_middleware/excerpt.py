@@ -1,0 +1,183 @@
+"""Captured bytes into a faithful, redacted, printable excerpt, whatever the bytes are."""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .event import CapturedBody
+from .redact import Redactor
+
+MAX_DECOMPRESSED_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 12
+
+_BINARY_TYPES = re.compile(
+    r"^(image|audio|video|font)/|^application/(octet-stream|pdf|zip|gzip|x-tar|x-protobuf|"
+    r"protobuf|grpc|msgpack|x-msgpack|vnd\.ms-|vnd\.openxmlformats|cbor|wasm)"
+)
+# C0/C1 controls except tab and newline, bidi controls, line/paragraph separators, BOM.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyExcerpt:
+    """What a card shows of a body: `kind` is empty, json, form, multipart, text or binary."""
+
+    kind: str
+    text: str
+    size: int
+    content_type: str | None
+    note: str
+
+    @property
+    def is_empty(self) -> bool:
+        return self.kind == "empty"
+
+
+def printable(text: str) -> str:
+    """Show control, bidi and separator characters as `\\uXXXX`: they cannot reorder or hide text."""
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text.replace("\r\n", "\n"))
+
+
+def excerpt_body(body: CapturedBody, redactor: Redactor) -> BodyExcerpt:
+    if body.size == 0:
+        return BodyExcerpt("empty", "", 0, body.content_type, "")
+    content_type = (body.content_type or "").split(";")[0].strip().lower()
+    notes: list[str] = []
+    if body.truncated:
+        notes.append(f"first {len(body.data):,} of {body.size:,} bytes")
+    data, decoded_note = _decompress(body.data, (body.content_encoding or "").strip().lower())
+    if decoded_note:
+        notes.append(decoded_note)
+    if data is None or _BINARY_TYPES.match(content_type):
+        return _binary(body, notes)
+    text, text_note = _decode(data, body.content_type or "")
+    if text is None:
+        return _binary(body, notes)
+    if text_note:
+        notes.append(text_note)
+    complete = not body.truncated
+    kind, shown = _structured(text, content_type, body.content_type or "", complete, redactor)
+    return BodyExcerpt(kind, printable(shown), body.size, body.content_type, "; ".join(notes))
+
+
+def _binary(body: CapturedBody, notes: list[str]) -> BodyExcerpt:
+    described = body.content_type or "unknown type"
+    if body.content_encoding:
+        described += f", {body.content_encoding}-encoded"
+    return BodyExcerpt(
+        "binary", f"binary, {body.size:,} bytes, {described}", body.size, body.content_type, "; ".join(notes)
+    )
+
+
+def _decompress(data: bytes, encoding: str) -> tuple[bytes | None, str]:
+    if encoding in ("", "identity"):
+        return data, ""
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
+        try:
+            # A cut-off stream still yields its beginning; max_length guards against bombs.
+            return zlib.decompressobj(wbits).decompress(data, MAX_DECOMPRESSED_BYTES), f"{encoding}-decoded"
+        except zlib.error:
+            if encoding == "deflate":
+                try:
+                    return zlib.decompressobj(-zlib.MAX_WBITS).decompress(
+                        data, MAX_DECOMPRESSED_BYTES
+                    ), "deflate-decoded"
+                except zlib.error:
+                    pass
+    return None, ""
+
+
+def _decode(data: bytes, content_type: str) -> tuple[str | None, str]:
+    charset = _charset(content_type)
+    if charset and charset not in ("utf-8", "utf8"):
+        try:
+            return data.decode(charset, errors="replace"), ""
+        except LookupError:
+            pass
+    try:
+        return data.decode("utf-8"), ""
+    except UnicodeDecodeError as error:
+        if error.start >= len(data) - 3 and error.reason == "unexpected end of data":
+            return data[: error.start].decode("utf-8", errors="replace"), ""
+        if _looks_binary(data):
+            return None, ""
+        return data.decode("utf-8", errors="replace"), "invalid UTF-8 shown as \ufffd"
+
+
+def _charset(content_type: str) -> str:
+    match = re.search(r"charset=\"?([A-Za-z0-9._-]+)", content_type)
+    return match.group(1).lower() if match else ""
+
+
+def _looks_binary(data: bytes) -> bool:
+    sample = data[:1024]
+    if b"\x00" in sample:
+        return True
+    controls = sum(1 for byte in sample if byte < 9 or 13 < byte < 32)
+    return controls > len(sample) // 10
+
+
+def _structured(
+    text: str, content_type: str, full_content_type: str, complete: bool, redactor: Redactor
+) -> tuple[str, str]:
+    stripped = text.lstrip()
+    if complete and ("json" in content_type or stripped[:1] in ("{", "[")):
+        try:
+            document = json.loads(text)
+        except (ValueError, RecursionError):
+            pass
+        else:
+            shown = json.dumps(
+                _limit_depth(redactor.json(document), MAX_JSON_DEPTH), indent=2, ensure_ascii=False
+            )
+            return "json", shown
+    if content_type == "application/x-www-form-urlencoded":
+        fields = parse_qsl(text, keep_blank_values=True)
+        return "form", "\n".join(f"{name}={value}" for name, value in redactor.pairs(fields))
+    if content_type == "multipart/form-data":
+        return "multipart", _multipart(text, full_content_type, redactor)
+    return "text", redactor.text(text)
+
+
+def _limit_depth(document: Any, depth: int) -> Any:
+    if isinstance(document, dict):
+        if depth <= 0:
+            return f"{{… {len(document)} keys}}"
+        return {key: _limit_depth(value, depth - 1) for key, value in document.items()}
+    if isinstance(document, list):
+        if depth <= 0:
+            return f"[… {len(document)} items]"
+        return [_limit_depth(item, depth - 1) for item in document]
+    return document
+
+
+_PART_NAME = re.compile(r'name="([^"]*)"')
+_PART_FILENAME = re.compile(r'filename="([^"]*)"')
+
+
+def _multipart(text: str, content_type: str, redactor: Redactor) -> str:
+    boundary_match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if boundary_match is None:
+        return redactor.text(text)
+    lines: list[str] = []
+    for part in text.split("--" + boundary_match.group(1))[1:]:
+        if part.startswith("--"):
+            break
+        head, _, value = part.lstrip("\r\n").partition("\r\n\r\n")
+        name_match = _PART_NAME.search(head)
+        name = name_match.group(1) if name_match else "?"
+        filename = _PART_FILENAME.search(head)
+        value = value.removesuffix("\r\n")
+        if filename is not None:
+            lines.append(f"{name}: <file {filename.group(1)!r}, {len(value.encode()):,} bytes>")
+        else:
+            lines.append(f"{name}={redactor.pair(name, value)}")
+    return "\n".join(lines)

@@ -1,0 +1,39 @@
+"""What makes two errors "the same": the rule that groups repeats into one alert."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .event import ErrorEvent
+
+FingerprintFunction = Callable[[ErrorEvent], str]
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def exception_name(exception: BaseException | None) -> str:
+    """`ValueError` for builtins, `package.module.Error` otherwise; empty without an exception."""
+    if exception is None:
+        return ""
+    kind = type(exception)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def fingerprint_of(method: str, route: str | None, status_code: int, exception: BaseException | None) -> str:
+    """Method, route template, status and exception type: `/items/1` and `/items/2` are one error.
+
+    Requests that matched no route share the template `<unmatched>`, so a scanner probing
+    a thousand paths raises one 404 alert, not a thousand.
+    """
+    name = exception_name(exception)
+    route_template = route or UNMATCHED_ROUTE
+    if name:
+        return f"{method} {route_template} {status_code} {name}"
+    return f"{method} {route_template} {status_code}"
+
+
+def default_fingerprint(event: ErrorEvent) -> str:
+    """The default rule applied to a captured event."""
+    return fingerprint_of(event.method, event.route, event.status_code, event.exception)

@@ -1,0 +1,288 @@
+"""The ASGI middleware: tees receive and send, builds an event for failing requests, hands it off.
+
+Nothing here waits on the network. A request that succeeds costs a timestamp, two small
+closures and a status lookup; a repeat of a known error adds one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import Any
+
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .alerter import Alerter
+from .card import CardRenderer
+from .config import AlertSettings, ConfigurationError, load_settings
+from .event import NO_BODY, BodyBuffer, CapturedBody, ErrorEvent
+from .fingerprint import FingerprintFunction, fingerprint_of
+from .redact import Redactor, ScrubHook
+from .sample import sample_view
+from .view import CardSettings
+
+logger = logging.getLogger("lark_alert_middleware")
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+class LarkAlertMiddleware:
+    """Reports failing requests of an ASGI app to a Lark group; changes nothing the client sees.
+
+    Options come from the environment (see the README) and can be overridden by keyword:
+    `LarkAlertMiddleware(app, webhook_url=..., rate_limit=30)`. `fingerprint` replaces the
+    rule that groups repeats; `scrub` is applied to every text after built-in redaction.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        fingerprint: FingerprintFunction | None = None,
+        scrub: ScrubHook | None = None,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.alerter: Alerter | None = None
+        self.configuration_error: ConfigurationError | None = None
+        self._fingerprint = fingerprint
+        try:
+            self.settings = load_settings(**options)
+            self._configure(self.settings, scrub)
+        except ConfigurationError as error:
+            # Raised at lifespan start-up (so the server refuses to start) and on requests.
+            self.configuration_error = error
+            logger.error("%s", error)
+
+    def _configure(self, settings: AlertSettings, scrub: ScrubHook | None) -> None:
+        self._alerting_statuses = settings.status_codes
+        self._body_limit = settings.max_body_bytes
+        self._excluded = _compile_patterns(settings.exclude_paths)
+        self._service_known = settings.service is not None
+        if not settings.enabled:
+            return
+        renderer = CardRenderer(settings.template)
+        redactor = Redactor(settings.redact_fields, scrub)
+        renderer.check(sample_view(redactor), CardSettings("service", settings.environment))
+        self.alerter = Alerter(settings, renderer=renderer, redactor=redactor)
+        if settings.webhook_url is None:
+            logger.warning(
+                "lark_alert_middleware: LARK_WEBHOOK_URL is not set; alerts are written to this log "
+                "at WARNING instead of posted to Lark"
+            )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.alerter is None:
+            await self._not_observed(scope, receive, send)
+            return
+
+        started = time.perf_counter()
+        status = 0
+        request_body: BodyBuffer | None = None
+        response_body: BodyBuffer | None = None
+        response_headers: Any = None
+        alerting = self._alerting_statuses
+
+        async def receive_and_capture() -> Message:
+            nonlocal request_body
+            message = await receive()
+            chunk = message.get("body")
+            if chunk:
+                if request_body is None:
+                    request_body = BodyBuffer(self._body_limit)
+                request_body.add(chunk)
+            return message
+
+        def send_and_capture(message: Message) -> Awaitable[None]:
+            nonlocal status, response_body, response_headers
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if status in alerting:
+                    response_headers = message.get("headers")
+                    response_body = BodyBuffer(self._body_limit)
+            elif response_body is not None:
+                chunk = message.get("body")
+                if chunk:
+                    response_body.add(chunk)
+            return send(message)
+
+        try:
+            await self.app(scope, receive_and_capture, send_and_capture)
+        except Exception as exception:
+            # What ServerErrorMiddleware will send if nothing was sent yet.
+            self._report(
+                scope, status or 500, exception, started, request_body, response_body, response_headers
+            )
+            raise
+        if status in alerting:
+            self._report(scope, status, None, started, request_body, response_body, response_headers)
+
+    def _report(
+        self,
+        scope: Scope,
+        status: int,
+        exception: BaseException | None,
+        started: float,
+        request_body: BodyBuffer | None,
+        response_body: BodyBuffer | None,
+        response_headers: Any,
+    ) -> None:
+        alerter = self.alerter
+        assert alerter is not None
+        try:
+            if self._excluded is not None and self._excluded.match(scope.get("path", "")):
+                return
+            duration = time.perf_counter() - started
+            event = None
+            if self._fingerprint is None:
+                fingerprint = fingerprint_of(scope["method"], route_template(scope), status, exception)
+            else:
+                event = self._capture(
+                    scope, status, exception, duration, request_body, response_body, response_headers
+                )
+                fingerprint = self._custom_fingerprint(event)
+            if alerter.is_repeat(fingerprint):
+                return
+            if event is None:
+                event = self._capture(
+                    scope, status, exception, duration, request_body, response_body, response_headers
+                )
+            alerter.submit(fingerprint, event)
+        except Exception:
+            alerter.counters.add("dropped")
+            logger.exception("lark_alert_middleware: could not capture a failing request")
+
+    def _custom_fingerprint(self, event: ErrorEvent) -> str:
+        assert self._fingerprint is not None
+        try:
+            return str(self._fingerprint(event))
+        except Exception:
+            logger.exception("lark_alert_middleware: the fingerprint function failed; using the default")
+            return fingerprint_of(event.method, event.route, event.status_code, event.exception)
+
+    def _capture(
+        self,
+        scope: Scope,
+        status: int,
+        exception: BaseException | None,
+        duration: float,
+        request_body: BodyBuffer | None,
+        response_body: BodyBuffer | None,
+        response_headers: Any,
+    ) -> ErrorEvent:
+        assert self.alerter is not None
+        if not self._service_known:
+            self._learn_service(scope)
+        headers = tuple(
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in scope.get("headers") or ()
+        )
+        client = scope.get("client")
+        return ErrorEvent(
+            timestamp=time.time() - duration,
+            duration_seconds=duration,
+            method=scope["method"],
+            scheme=scope.get("scheme", "http"),
+            path=scope.get("path", ""),
+            route=route_template(scope),
+            query_string=(scope.get("query_string") or b"").decode("latin-1"),
+            headers=headers,
+            client=f"{client[0]}:{client[1]}" if client else None,
+            request_id=_request_id(headers),
+            status_code=status,
+            request_body=_freeze(request_body, headers),
+            response_body=_freeze_response(response_body, response_headers),
+            exception=exception,
+        )
+
+    def _learn_service(self, scope: Scope) -> None:
+        assert self.alerter is not None
+        title = getattr(scope.get("app"), "title", None)
+        if isinstance(title, str) and title.strip():
+            self.alerter.service = title.strip()
+        self._service_known = True
+
+    async def _not_observed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Websockets, lifespan, a disabled middleware, or a configuration that must not start."""
+        if self.configuration_error is not None:
+            await self._refuse_to_start(scope, receive, send)
+            return
+        if scope["type"] != "lifespan" or self.alerter is None:
+            await self.app(scope, receive, send)
+            return
+        alerter = self.alerter
+        if not self._service_known:
+            self._learn_service(scope)
+
+        async def send_after_draining(message: Message) -> None:
+            shutting_down = message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed")
+            if shutting_down and not await alerter.drain():
+                logger.warning(
+                    "lark_alert_middleware: %d alerts still pending after %.1fs at shutdown",
+                    alerter.pending,
+                    alerter.settings.shutdown_timeout,
+                )
+            await send(message)
+
+        await self.app(scope, receive, send_after_draining)
+
+    async def _refuse_to_start(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.configuration_error is not None
+        if scope["type"] == "lifespan":
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed", "message": str(self.configuration_error)})
+        raise self.configuration_error
+
+
+def route_template(scope: Scope) -> str | None:
+    """The matched route's path template with any mount prefix, e.g. `/v1/items/{item_id}`."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return None
+    root_path: str = scope.get("root_path", "")
+    mount_prefix = root_path[len(scope.get("app_root_path", root_path)) :]
+    if isinstance(route, Mount):
+        # Only the mount matched: what follows its prefix is whatever the client asked for.
+        return f"{mount_prefix}/{{path}}"
+    return mount_prefix + template
+
+
+def _request_id(headers: tuple[tuple[str, str], ...]) -> str:
+    for name, value in headers:
+        if name == "x-request-id" and _REQUEST_ID.fullmatch(value):
+            return value
+    return uuid.uuid4().hex
+
+
+def _header(headers: Any, wanted: bytes) -> str | None:
+    for name, value in headers or ():
+        if name.lower() == wanted:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _freeze(buffer: BodyBuffer | None, headers: tuple[tuple[str, str], ...]) -> CapturedBody:
+    if buffer is None:
+        return NO_BODY
+    content_type = next((value for name, value in headers if name == "content-type"), None)
+    encoding = next((value for name, value in headers if name == "content-encoding"), None)
+    return buffer.freeze(content_type, encoding)
+
+
+def _freeze_response(buffer: BodyBuffer | None, headers: Any) -> CapturedBody:
+    if buffer is None or buffer.size == 0:
+        return NO_BODY
+    return buffer.freeze(_header(headers, b"content-type"), _header(headers, b"content-encoding"))
+
+
+def _compile_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(pattern)})" for pattern in patterns))

@@ -1,0 +1,75 @@
+"""What this process already knows is reported: the request path's only dedup check.
+
+A storm of one error must not cost a Redis round trip, nor even a hand-off to the alerter
+thread, per request. Once a window is known to be open (claimed here, or found claimed by
+another replica), repeats are counted here until it ends, under a lock held for a few
+dictionary operations.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Window:
+    ends: float
+    repeats: int
+
+
+class SuppressionWindows:
+    """Fingerprint -> end of its known window (monotonic seconds), bounded to `capacity`."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._windows: dict[str, _Window] = {}
+        self._lock = threading.Lock()
+
+    def count_repeat(self, fingerprint: str, now: float) -> bool:
+        """Count one more occurrence if its window is open; False means it needs a decision."""
+        window = self._windows.get(fingerprint)
+        if window is None or window.ends <= now:
+            return False
+        with self._lock:
+            window.repeats += 1
+        return True
+
+    def open(self, fingerprint: str, ends: float, now: float) -> int:
+        """Start a window ending at `ends`; returns the repeats counted since the last one."""
+        with self._lock:
+            window = self._windows.get(fingerprint)
+            if window is None:
+                if len(self._windows) >= self._capacity:
+                    self._make_room(now)
+                self._windows[fingerprint] = _Window(ends, 0)
+                return 0
+            repeats, window.repeats, window.ends = window.repeats, 0, ends
+            return repeats
+
+    def extend(self, fingerprint: str, ends: float) -> None:
+        """Move the end of an open window (once the store said how long it really runs)."""
+        with self._lock:
+            window = self._windows.get(fingerprint)
+            if window is not None:
+                window.ends = ends
+
+    def take_expired_repeats(self, now: float) -> dict[str, int]:
+        """Repeats of windows that have ended, for the store to hand to the next alert."""
+        taken: dict[str, int] = {}
+        with self._lock:
+            for fingerprint, window in self._windows.items():
+                if window.ends <= now and window.repeats:
+                    taken[fingerprint] = window.repeats
+                    window.repeats = 0
+        return taken
+
+    def _make_room(self, now: float) -> None:
+        expired = [key for key, window in self._windows.items() if window.ends <= now and not window.repeats]
+        for key in expired:
+            del self._windows[key]
+        while len(self._windows) >= self._capacity:
+            del self._windows[next(iter(self._windows))]
+
+    def __len__(self) -> int:
+        return len(self._windows)

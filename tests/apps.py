@@ -1,0 +1,62 @@
+"""Apps under test: routes that fail the ways real services do."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from lark_alert_middleware import LarkAlertMiddleware
+
+
+class OrderError(Exception):
+    pass
+
+
+def failing_app(**options: Any) -> FastAPI:
+    """A FastAPI app with the middleware added last (outermost of the user middlewares)."""
+    app = FastAPI(title="orders")
+
+    @app.get("/ok")
+    async def ok() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        raise HTTPException(status_code=404, detail=f"item {item_id} not found")
+
+    @app.get("/boom/{kind}")
+    async def boom(kind: str) -> None:
+        if kind == "value":
+            raise ValueError(f"bad value {kind}")
+        raise OrderError(f"order failed: {kind}")
+
+    @app.post("/echo-fail")
+    async def echo_fail(request: Request) -> JSONResponse:
+        body = await request.body()
+        return JSONResponse({"received": len(body)}, status_code=500)
+
+    @app.get("/conflict")
+    async def conflict() -> PlainTextResponse:
+        return PlainTextResponse("version conflict", status_code=409)
+
+    @app.get("/teapot")
+    async def teapot() -> PlainTextResponse:
+        return PlainTextResponse("short and stout", status_code=418)
+
+    @app.get("/stream/{size}")
+    async def stream(size: int, status: int = 200) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            sent = 0
+            block = bytes(range(256)) * 256  # 64 KiB
+            while sent < size:
+                piece = block[: min(len(block), size - sent)]
+                sent += len(piece)
+                yield piece
+
+        return StreamingResponse(chunks(), status_code=status, media_type="application/octet-stream")
+
+    app.add_middleware(LarkAlertMiddleware, **options)
+    return app

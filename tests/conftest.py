@@ -1,0 +1,122 @@
+"""Shared fixtures: real Redis (shared or private), free ports, the middleware inside an app."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+
+from lark_alert_middleware import LarkAlertMiddleware
+
+SHARED_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Tests must not pick up a developer's real configuration.
+for _variable in [name for name in os.environ if name.startswith("LARK_") or name in ("REDIS_URL", "SEQ_URL")]:
+    del os.environ[_variable]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(condition: object, timeout: float = 10.0, interval: float = 0.02, what: str = "") -> None:
+    """Poll `condition()` until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix of this test's own on the shared Redis; its keys are deleted afterwards."""
+    prefix = f"lark-alert-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@dataclass
+class RedisServer:
+    """A redis-server this test started; it may stop, kill or restart it."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--protected-mode", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2)
+        try:
+            wait_until(lambda: _pings(client), timeout=10, what="redis-server to answer PING")
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A private redis-server on a free port, for tests that stop or kill Redis."""
+    server = RedisServer(free_port())
+    server.start()
+    yield server
+    server.kill()
+
+
+def find_middleware(app: object) -> LarkAlertMiddleware:
+    """The middleware instance inside a built Starlette/FastAPI middleware stack."""
+    layer = getattr(app, "middleware_stack", None) or app
+    while not isinstance(layer, LarkAlertMiddleware):
+        layer = layer.app  # type: ignore[attr-defined]
+    return layer
+
+
+def card_text(card: dict[str, object]) -> str:
+    """All the text of a card, for asserting what a reader would see."""
+    import json
+
+    return json.dumps(card, ensure_ascii=False)
+
+
+def card_title(card: dict[str, object]) -> str:
+    return str(card["header"]["title"]["content"])  # type: ignore[index]

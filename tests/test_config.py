@@ -1,0 +1,121 @@
+"""Configuration: environment first, keyword overrides, errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from lark_alert_middleware import ConfigurationError, LarkAlertMiddleware
+from lark_alert_middleware.config import load_settings, parse_status_codes
+
+
+def test_defaults_alert_on_every_4xx_and_5xx_with_a_60_second_window() -> None:
+    settings = load_settings()
+    assert settings.status_codes == frozenset(range(400, 600))
+    assert settings.rate_limit == 60
+    assert settings.webhook_url is None and settings.redis_url is None
+    assert settings.max_body_bytes == 8192
+    assert settings.environment == "production"
+    assert settings.enabled
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LARK_WEBHOOK_URL", "https://open.larksuite.com/open-apis/bot/v2/hook/abc")
+    monkeypatch.setenv("LARK_ALERT_RATE_LIMIT", "30")
+    monkeypatch.setenv("LARK_ALERT_STATUS_CODES", "500-599,429")
+    monkeypatch.setenv("LARK_ALERT_EXCLUDE_PATHS", "/health, /metrics*")
+    monkeypatch.setenv("LARK_ALERT_ENABLED", "false")
+    settings = load_settings()
+    assert settings.webhook_url is not None
+    assert settings.webhook_url.get_secret_value().endswith("/abc")
+    assert settings.rate_limit == 30
+    assert settings.status_codes == frozenset(range(500, 600)) | {429}
+    assert settings.exclude_paths == ("/health", "/metrics*")
+    assert not settings.enabled
+
+
+def test_keyword_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LARK_ALERT_RATE_LIMIT", "30")
+    assert load_settings(rate_limit=5).rate_limit == 5
+
+
+def test_zero_rate_limit_turns_dedup_off() -> None:
+    assert load_settings(rate_limit=0).rate_limit == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("LARK_ALERT_RATE_LIMIT", "soon", "LARK_ALERT_RATE_LIMIT (rate_limit=)"),
+        ("LARK_ALERT_RATE_LIMIT", "-1", "LARK_ALERT_RATE_LIMIT (rate_limit=)"),
+        ("LARK_ALERT_STATUS_CODES", "500-", "LARK_ALERT_STATUS_CODES (status_codes=): '500-' is not a status"),
+        ("LARK_ALERT_STATUS_CODES", "599-500", "599-500 is not a range of HTTP statuses"),
+        ("LARK_ALERT_STATUS_CODES", "600-700", "600-700 is not a range of HTTP statuses"),
+        ("LARK_ALERT_TEMPLATE", "/no/such/card.json.j2", "LARK_ALERT_TEMPLATE (template=): no such file"),
+        ("REDIS_URL", "http://localhost:6379", "REDIS_URL (redis_url=): must start with redis://"),
+        ("LARK_WEBHOOK_URL", "open.larksuite.com/hook", "LARK_WEBHOOK_URL (webhook_url=): must be an http(s) URL"),
+        ("LARK_ALERT_EXCLUDE_PATHS", "health", "LARK_ALERT_EXCLUDE_PATHS (exclude_paths=)"),
+        ("LARK_ALERT_MENTION", "<at id=all>", "LARK_ALERT_MENTION (mention=)"),
+    ],
+)
+def test_bad_values_fail_with_the_variable_and_the_problem(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert expected in str(raised.value)
+
+
+def test_secrets_are_never_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LARK_WEBHOOK_URL", "ftp://host/open-apis/bot/v2/hook/very-secret-token")
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert "very-secret-token" not in str(raised.value)
+
+
+def test_unknown_keyword_lists_the_known_options() -> None:
+    with pytest.raises(ConfigurationError, match="unknown option; known options are .*rate_limit"):
+        load_settings(rate_limt=5)
+
+
+def test_status_codes_accept_ints_ranges_and_strings() -> None:
+    assert parse_status_codes("500") == {500}
+    assert parse_status_codes([500, range(502, 505)]) == {500, 502, 503, 504}
+    assert parse_status_codes(" 400 - 401 , 503") == {400, 401, 503}
+
+
+def test_a_template_that_does_not_render_a_card_fails_at_start_up(tmp_path: Path) -> None:
+    template = tmp_path / "card.json.j2"
+    template.write_text('{"header": {"title": "{{ title }}"}')  # not valid JSON: missing brace
+    middleware = LarkAlertMiddleware(Starlette(), template=str(template))
+    assert middleware.configuration_error is not None
+    assert "LARK_ALERT_TEMPLATE (template=)" in str(middleware.configuration_error)
+    assert "does not render a valid card" in str(middleware.configuration_error)
+
+
+def test_a_template_with_a_syntax_error_names_the_line(tmp_path: Path) -> None:
+    template = tmp_path / "card.json.j2"
+    template.write_text('{\n"elements": [{% for x in %}]\n}')
+    middleware = LarkAlertMiddleware(Starlette(), template=str(template))
+    assert "line 2" in str(middleware.configuration_error)
+
+
+def test_bad_configuration_makes_lifespan_start_up_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LARK_ALERT_STATUS_CODES", "five hundred")
+    app = Starlette()
+    app.add_middleware(LarkAlertMiddleware)
+    with pytest.raises(ConfigurationError, match="LARK_ALERT_STATUS_CODES"), TestClient(app):
+        pass
+
+
+def test_bad_configuration_fails_requests_when_there_is_no_lifespan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LARK_ALERT_RATE_LIMIT", "often")
+    app = Starlette()
+    app.add_middleware(LarkAlertMiddleware)
+    client = TestClient(app)
+    with pytest.raises(ConfigurationError, match="LARK_ALERT_RATE_LIMIT"):
+        client.get("/")
