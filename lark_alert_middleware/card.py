@@ -22,6 +22,7 @@ from .markup import (
     escape_code,
     escape_json_string,
     escape_markdown,
+    markdown_text,
 )
 from .view import FULL_SIZES, AlertView, CardSettings, Sizes, template_variables
 
@@ -142,17 +143,9 @@ class CardRenderer:
                 "the template must render a JSON object with 'elements' (or 'body' for schema 2.0)"
             )
         compact = json.dumps(card, ensure_ascii=False, separators=(",", ":"))
-        if count_mentions(_all_text(card)) > expected_mentions:
+        if count_mentions(markdown_text(card)) > expected_mentions:
             raise ValueError("the card mentions someone not named in LARK_ALERT_MENTION")
         return RenderedCard(card, compact, len(compact.encode("utf-8")))
-
-
-def _all_text(node: Any) -> str:
-    if isinstance(node, dict):
-        return "\n".join(_all_text(value) for value in node.values())
-    if isinstance(node, list):
-        return "\n".join(_all_text(item) for item in node)
-    return node if isinstance(node, str) else ""
 
 
 def minimal_card(view: AlertView, card: CardSettings) -> RenderedCard:

@@ -102,13 +102,13 @@ def _decode(data: bytes, content_type: str) -> tuple[str | None, str]:
             return data.decode(charset, errors="replace"), ""
         except LookupError:
             pass
+    if _looks_binary(data):
+        return None, ""
     try:
         return data.decode("utf-8"), ""
     except UnicodeDecodeError as error:
         if error.start >= len(data) - 3 and error.reason == "unexpected end of data":
             return data[: error.start].decode("utf-8", errors="replace"), ""
-        if _looks_binary(data):
-            return None, ""
         return data.decode("utf-8", errors="replace"), "invalid UTF-8 shown as \ufffd"
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 # Characters Lark's markdown documentation lists as needing entities, plus `&` and `|`
 # so that entity-looking input and table pipes also show literally.
 _MARKDOWN_SPECIAL = re.compile(r"[&<>*_~\[\]()#!+\-`$:\\/|\"']")
-_CODE_SPECIAL = re.compile(r"[&<>`]")
+# Inside a code block: what could close it or open a tag, and the `(` of a `](` link.
+_CODE_SPECIAL = re.compile(r"[&<>`]|(?<=\])\(")
 _MENTION = re.compile(r"<at\b", re.IGNORECASE)
 
 
@@ -44,6 +46,21 @@ def escape_json_string(text: str) -> str:
 
 def count_mentions(text: str) -> int:
     return len(_MENTION.findall(text))
+
+
+def markdown_text(node: Any) -> str:
+    """The text of a card that Lark reads as markdown (`markdown` elements, `lark_md` texts).
+
+    `plain_text` is shown as is, so only this text could ever mention or link.
+    """
+    if isinstance(node, list):
+        return "\n".join(markdown_text(item) for item in node)
+    if not isinstance(node, dict):
+        return ""
+    own = node.get("content") if node.get("tag") in ("markdown", "lark_md") else None
+    parts = [own] if isinstance(own, str) else []
+    parts.extend(markdown_text(value) for value in node.values() if isinstance(value, (dict, list)))
+    return "\n".join(parts)
 
 
 def mention_markup(targets: tuple[str, ...]) -> LarkText:

@@ -120,7 +120,8 @@ class Redactor:
         return self.text(value)
 
     def pairs(self, items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        return [(name, self.pair(name, value)) for name, value in items]
+        """Named values; a name can itself carry a secret (`?<jwt>` parses as a name)."""
+        return [(self.text(name), self.pair(name, value)) for name, value in items]
 
     def json(self, document: Any) -> Any:
         """A parsed JSON document, at any depth."""
@@ -173,7 +174,8 @@ _PRIVATE_KEY = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL
 )
 _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic|digest|token|apikey)\s+[A-Za-z0-9._~+/=-]{8,}")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+# No word boundary: "eyJ" (base64 of '{"') is distinctive, and glued-on prefixes must not hide one.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@")
 _AWS_KEY = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
 # Issuer prefixes 2-6 (Mastercard, Amex, Visa, Discover...); keeps millisecond timestamps out.

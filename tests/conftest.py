@@ -19,7 +19,9 @@ from lark_alert_middleware import LarkAlertMiddleware
 SHARED_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # Tests must not pick up a developer's real configuration.
-for _variable in [name for name in os.environ if name.startswith("LARK_") or name in ("REDIS_URL", "SEQ_URL")]:
+for _variable in [
+    name for name in os.environ if name.startswith("LARK_") or name in ("REDIS_URL", "SEQ_URL")
+]:
     del os.environ[_variable]
 
 
@@ -68,8 +70,16 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 shutil.which("redis-server") or "redis-server",
-                "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--protected-mode", "no",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -51,12 +51,20 @@ def test_zero_rate_limit_turns_dedup_off() -> None:
     [
         ("LARK_ALERT_RATE_LIMIT", "soon", "LARK_ALERT_RATE_LIMIT (rate_limit=)"),
         ("LARK_ALERT_RATE_LIMIT", "-1", "LARK_ALERT_RATE_LIMIT (rate_limit=)"),
-        ("LARK_ALERT_STATUS_CODES", "500-", "LARK_ALERT_STATUS_CODES (status_codes=): '500-' is not a status"),
+        (
+            "LARK_ALERT_STATUS_CODES",
+            "500-",
+            "LARK_ALERT_STATUS_CODES (status_codes=): '500-' is not a status",
+        ),
         ("LARK_ALERT_STATUS_CODES", "599-500", "599-500 is not a range of HTTP statuses"),
         ("LARK_ALERT_STATUS_CODES", "600-700", "600-700 is not a range of HTTP statuses"),
         ("LARK_ALERT_TEMPLATE", "/no/such/card.json.j2", "LARK_ALERT_TEMPLATE (template=): no such file"),
         ("REDIS_URL", "http://localhost:6379", "REDIS_URL (redis_url=): must start with redis://"),
-        ("LARK_WEBHOOK_URL", "open.larksuite.com/hook", "LARK_WEBHOOK_URL (webhook_url=): must be an http(s) URL"),
+        (
+            "LARK_WEBHOOK_URL",
+            "open.larksuite.com/hook",
+            "LARK_WEBHOOK_URL (webhook_url=): must be an http(s) URL",
+        ),
         ("LARK_ALERT_EXCLUDE_PATHS", "health", "LARK_ALERT_EXCLUDE_PATHS (exclude_paths=)"),
         ("LARK_ALERT_MENTION", "<at id=all>", "LARK_ALERT_MENTION (mention=)"),
     ],
@@ -78,7 +86,7 @@ def test_secrets_are_never_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_unknown_keyword_lists_the_known_options() -> None:
-    with pytest.raises(ConfigurationError, match="unknown option; known options are .*rate_limit"):
+    with pytest.raises(ConfigurationError, match=r"unknown option; known options are .*rate_limit"):
         load_settings(rate_limt=5)
 
 

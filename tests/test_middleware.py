@@ -30,7 +30,9 @@ def anyio_backend() -> str:
 
 
 def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://test")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://test"
+    )
 
 
 async def test_a_successful_request_raises_no_alert(lark_receiver: LarkReceiver) -> None:
@@ -58,7 +60,9 @@ async def test_a_404_raises_one_card_with_the_route_template(lark_receiver: Lark
     assert "item 7 not found" in text  # the response body excerpt
 
 
-async def test_an_unhandled_exception_is_reraised_unchanged_and_alerted_red(lark_receiver: LarkReceiver) -> None:
+async def test_an_unhandled_exception_is_reraised_unchanged_and_alerted_red(
+    lark_receiver: LarkReceiver,
+) -> None:
     app = failing_app(webhook_url=lark_receiver.url)
     seen: list[BaseException] = []
 
@@ -84,7 +88,9 @@ async def test_the_request_body_is_teed_not_consumed(lark_receiver: LarkReceiver
     app = failing_app(webhook_url=lark_receiver.url, max_body_bytes=64)
     payload = b'{"quantity": 3, "note": "' + b"x" * 500 + b'"}'
     async with client_for(app) as client:
-        response = await client.post("/echo-fail", content=payload, headers={"content-type": "application/json"})
+        response = await client.post(
+            "/echo-fail", content=payload, headers={"content-type": "application/json"}
+        )
     assert response.json() == {"received": len(payload)}  # the app read every byte
     [card] = lark_receiver.wait_for_cards(1)
     text = card_text(card)
@@ -164,7 +170,15 @@ async def test_thirty_concurrent_identical_errors_raise_one_alert(lark_receiver:
 async def test_distinct_errors_alert_separately(lark_receiver: LarkReceiver) -> None:
     app = failing_app(webhook_url=lark_receiver.url)
     async with client_for(app) as client:
-        for path in ("/items/1", "/items/2", "/boom/value", "/boom/order", "/conflict", "/nowhere", "/teapot"):
+        for path in (
+            "/items/1",
+            "/items/2",
+            "/boom/value",
+            "/boom/order",
+            "/conflict",
+            "/nowhere",
+            "/teapot",
+        ):
             await client.get(path)
     alerter = find_middleware(app).alerter
     assert alerter is not None and alerter.flush(5)

@@ -1,0 +1,117 @@
+"""Dedup stores against a real Redis: one alert per error per window, wherever it happens."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+import redis.asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from lark_alert_middleware.dedup import (
+    FallbackDedupStore,
+    InProcessDedupStore,
+    RedisDedupStore,
+    dedup_key,
+)
+
+from .conftest import SHARED_REDIS_URL, RedisServer
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[redis_asyncio.Redis]:
+    client = redis_asyncio.Redis.from_url(SHARED_REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+async def test_in_process_store_claims_once_per_window_and_counts_repeats() -> None:
+    store = InProcessDedupStore(capacity=100)
+    first = await store.claim("k", 60, 0, now=1000.0)
+    assert first.first and first.repeats == 0 and first.previous_alert_at is None
+    again = await store.claim("k", 60, 4, now=1010.0)
+    assert not again.first and again.remaining_seconds == pytest.approx(50.0)
+    after = await store.claim("k", 60, 1, now=1061.0)
+    assert after.first
+    assert after.repeats == 5
+    assert after.previous_alert_at == 1000.0
+
+
+async def test_in_process_store_is_bounded() -> None:
+    store = InProcessDedupStore(capacity=10)
+    for index in range(1000):
+        await store.claim(f"k{index}", 60, 0, now=1000.0)
+    assert len(store) <= 10
+
+
+async def test_redis_store_lets_exactly_one_replica_claim(
+    redis_client: redis_asyncio.Redis, redis_prefix: str
+) -> None:
+    replicas = [
+        RedisDedupStore(redis_asyncio.Redis.from_url(SHARED_REDIS_URL), redis_prefix) for _ in range(4)
+    ]
+    claims = [await replica.claim("key-1", 60, 0, now=1000.0) for replica in replicas]
+    assert [claim.first for claim in claims] == [True, False, False, False]
+    assert all(55 < claim.remaining_seconds <= 60 for claim in claims[1:])
+    ttl = await redis_client.ttl(f"{redis_prefix}{{key-1}}:window")
+    assert 55 < ttl <= 60
+    for replica in replicas:
+        await replica._client.aclose()
+
+
+async def test_redis_store_reports_repeats_from_every_replica_in_the_next_alert(
+    redis_client: redis_asyncio.Redis, redis_prefix: str
+) -> None:
+    store = RedisDedupStore(redis_client, redis_prefix)
+    assert (await store.claim("key-2", 1, 0, now=1000.0)).first
+    assert not (await store.claim("key-2", 1, 3, now=1000.2)).first  # another replica's repeats
+    await store.add_repeats({"key-2": 2})
+    await redis_client.delete(f"{redis_prefix}{{key-2}}:window")  # the window ends
+    claim = await store.claim("key-2", 1, 1, now=1002.0)
+    assert claim.first
+    assert claim.repeats == 6
+    assert claim.previous_alert_at == pytest.approx(1000.0)
+
+
+async def test_keys_are_separate_per_service_and_environment() -> None:
+    assert dedup_key("a", "prod", "GET / 500") != dedup_key("b", "prod", "GET / 500")
+    assert dedup_key("a", "prod", "GET / 500") != dedup_key("a", "staging", "GET / 500")
+
+
+async def test_fallback_store_survives_a_redis_outage_and_resumes(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = redis_asyncio.Redis.from_url(
+        own_redis.url, socket_timeout=0.2, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+    )
+    store = FallbackDedupStore(
+        RedisDedupStore(client, "t:"), InProcessDedupStore(100), timeout=0.2, pause=0.05, max_pause=0.05
+    )
+    assert (await store.claim("a", 60, 0, now=1000.0)).first
+    own_redis.kill()
+    with caplog.at_level(logging.WARNING, logger="lark_alert_middleware"):
+        outage_claims = [await store.claim("b", 60, 0, now=1000.0) for _ in range(20)]
+        assert [claim.first for claim in outage_claims].count(True) == 1  # in-process dedup meanwhile
+        assert store.in_outage
+        own_redis.start()
+        recovered = None
+        with anyio.fail_after(10):
+            while store.in_outage:  # poll: the breaker lets a probe through every 50 ms
+                recovered = await store.claim("c", 60, 0, now=1000.0)
+                await anyio.sleep(0.01)
+    assert recovered is not None and recovered.first and not store.in_outage
+    assert await client.exists("t:{c}:window") == 1  # the claim went to Redis again
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("Redis is unreachable" in message for message in warnings) == 1
+    assert sum("reachable again" in message for message in warnings) == 1
+    await client.aclose()

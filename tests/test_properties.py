@@ -1,0 +1,136 @@
+"""Property tests: whatever a client sends, the card is valid, small, mention-free and secret-free."""
+
+from __future__ import annotations
+
+import json
+import string
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lark_alert_middleware.card import CardRenderer
+from lark_alert_middleware.event import CapturedBody, ErrorEvent
+from lark_alert_middleware.fingerprint import fingerprint_of
+from lark_alert_middleware.lark import message_body
+from lark_alert_middleware.markup import count_mentions, markdown_text
+from lark_alert_middleware.redact import Redactor
+from lark_alert_middleware.view import CardSettings, Repeats, build_view
+
+RENDERER = CardRenderer()
+SETTINGS = CardSettings("svc", "production", "https://logs.example.com/{request_id}", "ALERT")
+HOSTILE = [
+    "<at id=all></at>",
+    "<at id=ou_1>x</at>",
+    "{{ 7*7 }}",
+    "{% raw %}",
+    '"},{"tag":"x',
+    "\\",
+    "\u202e",
+    "\u2028",
+    "\x00",
+    "```",
+    "](https://evil)",
+    "&#60;at id=all&#62;",
+    "<AT ID=ALL>",
+]
+
+text = st.one_of(
+    st.text(max_size=300), st.sampled_from(HOSTILE), st.lists(st.sampled_from(HOSTILE)).map("".join)
+)
+body_bytes = st.one_of(
+    st.binary(max_size=3000),
+    text.map(lambda value: value.encode("utf-8", "surrogatepass")),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | text,
+        lambda children: st.lists(children, max_size=5) | st.dictionaries(text, children, max_size=5),
+        max_leaves=30,
+    ).map(lambda doc: json.dumps(doc).encode()),
+)
+content_types = st.sampled_from(
+    [
+        None,
+        "application/json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/octet-stream",
+        "multipart/form-data; boundary=b",
+        "text/html",
+    ]
+)
+secret_value = st.text(string.ascii_letters + string.digits, min_size=16, max_size=24)
+
+
+def header_text(value: str) -> str:
+    return value.encode("latin-1", "replace").decode("latin-1")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    path=text,
+    query=text,
+    headers=st.lists(
+        st.tuples(st.text(string.ascii_lowercase + "-", min_size=1, max_size=20), text), max_size=30
+    ),
+    request_body=body_bytes,
+    request_type=content_types,
+    response_body=body_bytes,
+    response_type=content_types,
+    message=text,
+    captured_limit=st.integers(min_value=0, max_value=8192),
+    secret=secret_value,
+)
+def test_any_request_renders_a_valid_small_safe_card(
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    request_body: bytes,
+    request_type: str | None,
+    response_body: bytes,
+    response_type: str | None,
+    message: str,
+    captured_limit: int,
+    secret: str,
+) -> None:
+    planted = {
+        "header": f"Bearer {secret}A",
+        "json": json.dumps({"user": "x", "password": secret + "B"}),
+        "query": f"token={secret}C",
+        "jwt": f"eyJ{secret}.eyJ{secret}.sig{secret}",
+    }
+    all_headers = (
+        *((name, header_text(value)) for name, value in headers),
+        ("authorization", planted["header"]),
+        ("content-type", request_type or ""),
+    )
+    body = request_body + planted["json"].encode()
+    event = ErrorEvent(
+        timestamp=1_700_000_000.0,
+        duration_seconds=0.01,
+        method="POST",
+        scheme="https",
+        path="/" + path,
+        route=None,
+        query_string=f"{query}&{planted['query']}",
+        headers=all_headers,
+        client="203.0.113.1:1",
+        request_id=message[:40] or "rid",
+        status_code=500,
+        request_body=CapturedBody(body[:captured_limit] if captured_limit else body, len(body), request_type),
+        response_body=CapturedBody(
+            response_body + planted["jwt"].encode(), len(response_body) + 99, response_type
+        ),
+        exception=ValueError(message + planted["jwt"]),
+    )
+    fingerprint = fingerprint_of(event.method, event.route, event.status_code, event.exception)
+    rendered = RENDERER.render(
+        build_view(event, fingerprint, Repeats(2, 1_699_999_000.0), Redactor()), SETTINGS
+    )
+
+    posted = message_body(rendered.json_text, "secret", 1_700_000_000)
+    assert len(posted) <= 20 * 1024
+    card = json.loads(posted)["card"]
+    shown = json.dumps(card, ensure_ascii=False)
+    assert count_mentions(markdown_text(card)) == 0
+    for value in (secret + "A", secret + "B", secret + "C", f"eyJ{secret}"):
+        assert value not in shown
+    assert card["header"]["title"]["content"].startswith("ALERT ")

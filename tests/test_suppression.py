@@ -1,0 +1,58 @@
+"""The request path's local dedup cache."""
+
+from __future__ import annotations
+
+import threading
+
+from lark_alert_middleware.suppression import SuppressionWindows
+
+
+def test_unknown_fingerprints_need_a_decision() -> None:
+    assert not SuppressionWindows(10).count_repeat("GET / 500", now=0.0)
+
+
+def test_repeats_inside_an_open_window_are_counted_and_handed_to_the_next_window() -> None:
+    windows = SuppressionWindows(10)
+    assert windows.open("f", ends=60.0, now=0.0) == 0
+    assert all(windows.count_repeat("f", now=float(second)) for second in range(1, 11))
+    assert not windows.count_repeat("f", now=60.0)
+    assert windows.open("f", ends=120.0, now=60.0) == 10
+
+
+def test_extend_moves_the_end_of_the_window() -> None:
+    windows = SuppressionWindows(10)
+    windows.open("f", ends=60.0, now=0.0)
+    windows.extend("f", ends=5.0)
+    assert not windows.count_repeat("f", now=6.0)
+
+
+def test_expired_repeats_are_taken_once() -> None:
+    windows = SuppressionWindows(10)
+    windows.open("f", ends=10.0, now=0.0)
+    windows.count_repeat("f", now=1.0)
+    assert windows.take_expired_repeats(now=5.0) == {}
+    assert windows.take_expired_repeats(now=11.0) == {"f": 1}
+    assert windows.take_expired_repeats(now=12.0) == {}
+
+
+def test_capacity_bounds_memory() -> None:
+    windows = SuppressionWindows(100)
+    for index in range(10_000):
+        windows.open(f"f{index}", ends=float(index), now=float(index))
+    assert len(windows) <= 100
+
+
+def test_counting_from_many_threads_loses_nothing() -> None:
+    windows = SuppressionWindows(10)
+    windows.open("f", ends=1e12, now=0.0)
+
+    def hammer() -> None:
+        for _ in range(10_000):
+            windows.count_repeat("f", now=1.0)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert windows.open("f", ends=2e12, now=1.0) == 40_000
