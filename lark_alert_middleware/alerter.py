@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio.to_thread
 
@@ -87,12 +87,8 @@ class Alerter:
 
     # -- request threads -------------------------------------------------------------------
     def is_repeat(self, fingerprint: str) -> bool:
-        """Count one alerting error; True if this process knows its window is open."""
-        self.counters.add("raised")
-        if self._window_seconds and self._windows.count_repeat(fingerprint, time.monotonic()):
-            self.counters.add("deduplicated")
-            return True
-        return False
+        """True (and counted) if this process knows the error's window is open."""
+        return self._window_seconds > 0 and self._windows.count_repeat(fingerprint, time.monotonic())
 
     def submit(self, fingerprint: str, event: ErrorEvent) -> None:
         """Hand an error to the alerter thread; never blocks, never raises."""
@@ -101,6 +97,7 @@ class Alerter:
             now = time.monotonic()
             # Provisional until the store answers, so that a burst hands off one event, not many.
             repeats_here = self._windows.open(fingerprint, now + self._window_seconds, now)
+        self.counters.add("raised")
         with self._changed:
             if self._outstanding >= self.settings.queue_size:
                 self.counters.add("dropped")
@@ -110,7 +107,10 @@ class Alerter:
 
     # -- any thread ------------------------------------------------------------------------
     def stats(self) -> AlerterStats:
-        return self.counters.snapshot()
+        """What the alerter did so far; repeats counted on the request path are added in here."""
+        counted = self.counters.snapshot()
+        repeats = self._windows.repeats_counted
+        return replace(counted, raised=counted.raised + repeats, deduplicated=counted.deduplicated + repeats)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every submitted error is decided and posted (or given up); False on timeout."""

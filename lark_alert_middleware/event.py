@@ -37,8 +37,8 @@ class BodyBuffer:
         self.size += len(chunk)
         room = self.limit - self.captured
         if room > 0:
-            kept = chunk if len(chunk) <= room else chunk[:room]
-            self.chunks.append(bytes(kept))
+            kept = chunk[:room]  # the chunk itself when it fits: no copy
+            self.chunks.append(kept)
             self.captured += len(kept)
 
     def freeze(self, content_type: str | None, content_encoding: str | None) -> CapturedBody:

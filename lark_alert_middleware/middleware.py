@@ -10,6 +10,7 @@ import fnmatch
 import logging
 import re
 import time
+from time import perf_counter
 import uuid
 from collections.abc import Awaitable
 from typing import Any
@@ -29,6 +30,25 @@ from .view import CardSettings
 logger = logging.getLogger("lark_alert_middleware")
 
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+# Requests that carry no body by convention: their `receive` is passed through unwrapped.
+BODYLESS_METHODS = frozenset({"GET", "HEAD"})
+
+
+class RequestBodyTee:
+    """The app's `receive`: passes every message through unchanged, keeping the body's first bytes."""
+
+    __slots__ = ("_receive", "body")
+
+    def __init__(self, receive: Receive, limit: int) -> None:
+        self._receive = receive
+        self.body = BodyBuffer(limit)
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        chunk = message.get("body")
+        if chunk:
+            self.body.add(chunk)
+        return message
 
 
 class LarkAlertMiddleware:
@@ -81,28 +101,21 @@ class LarkAlertMiddleware:
             await self._not_observed(scope, receive, send)
             return
 
-        started = time.perf_counter()
+        started = perf_counter()
         status = 0
-        request_body: BodyBuffer | None = None
         response_body: BodyBuffer | None = None
         response_headers: Any = None
         alerting = self._alerting_statuses
-
-        async def receive_and_capture() -> Message:
-            nonlocal request_body
-            message = await receive()
-            chunk = message.get("body")
-            if chunk:
-                if request_body is None:
-                    request_body = BodyBuffer(self._body_limit)
-                request_body.add(chunk)
-            return message
+        request_tee = None
+        if scope["method"] not in BODYLESS_METHODS:
+            receive = request_tee = RequestBodyTee(receive, self._body_limit)
 
         def send_and_capture(message: Message) -> Awaitable[None]:
             nonlocal status, response_body, response_headers
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if status in alerting:
+                # A known repeat is counted now and captures nothing: storms stay cheap.
+                if status in alerting and not self._is_known_repeat(scope, status):
                     response_headers = message.get("headers")
                     response_body = BodyBuffer(self._body_limit)
             elif response_body is not None:
@@ -112,15 +125,26 @@ class LarkAlertMiddleware:
             return send(message)
 
         try:
-            await self.app(scope, receive_and_capture, send_and_capture)
+            await self.app(scope, receive, send_and_capture)
         except Exception as exception:
             # What ServerErrorMiddleware will send if nothing was sent yet.
+            request_body = request_tee.body if request_tee is not None else None
             self._report(
                 scope, status or 500, exception, started, request_body, response_body, response_headers
             )
             raise
-        if status in alerting:
+        if response_body is not None:
+            request_body = request_tee.body if request_tee is not None else None
             self._report(scope, status, None, started, request_body, response_body, response_headers)
+
+    def _is_known_repeat(self, scope: Scope, status: int) -> bool:
+        """An excluded path, or an error whose window this process knows is open (then counted)."""
+        if self._excluded is not None and self._excluded.match(scope.get("path", "")):
+            return True
+        if self._fingerprint is not None:
+            return False  # a custom fingerprint needs the whole event
+        assert self.alerter is not None
+        return self.alerter.is_repeat(fingerprint_of(scope["method"], route_template(scope), status, None))
 
     def _report(
         self,
@@ -269,7 +293,7 @@ def _header(headers: Any, wanted: bytes) -> str | None:
 
 
 def _freeze(buffer: BodyBuffer | None, headers: tuple[tuple[str, str], ...]) -> CapturedBody:
-    if buffer is None:
+    if buffer is None or buffer.size == 0:
         return NO_BODY
     content_type = next((value for name, value in headers if name == "content-type"), None)
     encoding = next((value for name, value in headers if name == "content-encoding"), None)

@@ -25,6 +25,7 @@ class SuppressionWindows:
         self._capacity = capacity
         self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
+        self.repeats_counted = 0
 
     def count_repeat(self, fingerprint: str, now: float) -> bool:
         """Count one more occurrence if its window is open; False means it needs a decision."""
@@ -33,6 +34,7 @@ class SuppressionWindows:
             return False
         with self._lock:
             window.repeats += 1
+            self.repeats_counted += 1
         return True
 
     def open(self, fingerprint: str, ends: float, now: float) -> int:

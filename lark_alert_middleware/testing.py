@@ -105,6 +105,7 @@ class LarkReceiver:
         self._faults: deque[Fault] = deque()
         self._accepted_at: deque[float] = deque()
         self._requests: list[ReceivedRequest] = []
+        self._in_flight = 0
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -164,6 +165,16 @@ class LarkReceiver:
             return list(self._requests)
 
     @property
+    def in_flight(self) -> int:
+        """Requests received but not yet answered (held by `delay`, a hang, or in progress)."""
+        with self._lock:
+            return self._in_flight
+
+    def wait_for_in_flight(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until at least `count` requests are being held unanswered."""
+        self._wait(lambda: self._in_flight >= count, timeout, f"{count} requests in flight")
+
+    @property
     def messages(self) -> list[dict[str, Any]]:
         """Accepted messages, oldest first."""
         return [r.message for r in self.requests if r.accepted and r.message is not None]
@@ -190,8 +201,14 @@ class LarkReceiver:
                 raise AssertionError(f"expected {what} within {timeout}s; got answers {answers}")
 
     # -- answering (server threads) ----------------------------------------------------------
+    def _started(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self._lock.notify_all()
+
     def _record(self, request: ReceivedRequest) -> None:
         with self._lock:
+            self._in_flight -= 1
             self._requests.append(request)
             self._lock.notify_all()
 
@@ -269,6 +286,7 @@ def _handler_for(receiver: LarkReceiver) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             received_at = receiver._clock()
+            receiver._started()
             fault = receiver._next_fault()
             if fault is not None:
                 self._fault(fault, received_at, body)

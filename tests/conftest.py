@@ -130,3 +130,6 @@ def card_text(card: dict[str, object]) -> str:
 
 def card_title(card: dict[str, object]) -> str:
     return str(card["header"]["title"]["content"])  # type: ignore[index]
+
+
+collect_ignore = ["user_project"]

@@ -1,0 +1,96 @@
+"""Per-request cost of the middleware, in process, against the bare app in the same run.
+
+    python benchmarks/overhead.py [--rounds 30] [--requests 2000]
+
+Drives two identical FastAPI apps (bare, and with LarkAlertMiddleware) through the ASGI
+interface directly, alternating rounds so that both see the same machine state, and
+prints the median µs/request of each and their ratio for a 2xx route and for a 404 route
+whose alert is already deduplicated (the path a storm of one error takes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import statistics
+import time
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from starlette.types import ASGIApp, Message
+
+from lark_alert_middleware import LarkAlertMiddleware
+
+
+def build_app(with_middleware: bool) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/ok/{item_id}")
+    async def ok(item_id: int) -> dict[str, int]:
+        return {"item_id": item_id}
+
+    @app.get("/missing/{item_id}")
+    async def missing(item_id: int) -> None:
+        raise HTTPException(status_code=404, detail="not found")
+
+    if with_middleware:
+        app.add_middleware(LarkAlertMiddleware, rate_limit=3600)
+    return app
+
+
+def scope_for(path: str) -> dict[str, Any]:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+        "headers": [(b"host", b"bench"), (b"user-agent", b"bench"), (b"accept", b"*/*")],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+    }
+
+
+async def receive() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def send(message: Message) -> None:
+    return None
+
+
+async def round_us(app: ASGIApp, path: str, requests: int) -> float:
+    template = scope_for(path)
+    started = time.perf_counter()
+    for _ in range(requests):
+        await app(dict(template), receive, send)
+    return (time.perf_counter() - started) / requests * 1e6
+
+
+async def measure(rounds: int, requests: int) -> dict[str, dict[str, float]]:
+    apps = {"bare": build_app(False), "middleware": build_app(True)}
+    results: dict[str, dict[str, float]] = {}
+    for route in ("/ok/1", "/missing/1"):
+        for app in apps.values():  # warm up: build stacks, first alert, caches
+            await round_us(app, route, requests)
+        samples: dict[str, list[float]] = {name: [] for name in apps}
+        for _ in range(rounds):
+            for name, app in apps.items():
+                samples[name].append(await round_us(app, route, requests))
+        results[route] = {name: statistics.median(values) for name, values in samples.items()}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--requests", type=int, default=2000)
+    arguments = parser.parse_args()
+    logging.getLogger("lark_alert_middleware").setLevel(logging.ERROR)
+    results = asyncio.run(measure(arguments.rounds, arguments.requests))
+    print(f"{'route':<28}{'bare µs/req':>12}{'with µs/req':>13}{'ratio':>8}")
+    labels = {"/ok/1": "2xx", "/missing/1": "404, deduplicated"}
+    for route, result in results.items():
+        ratio = result["middleware"] / result["bare"]
+        print(f"{labels[route]:<28}{result['bare']:>12.2f}{result['middleware']:>13.2f}{ratio:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()
