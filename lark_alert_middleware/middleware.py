@@ -10,9 +10,9 @@ import fnmatch
 import logging
 import re
 import time
-from time import perf_counter
 import uuid
 from collections.abc import Awaitable
+from time import perf_counter
 from typing import Any
 
 from starlette.routing import Mount

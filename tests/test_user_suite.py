@@ -12,17 +12,31 @@ from lark_alert_middleware.testing import LarkReceiver
 from .conftest import card_title
 
 USER_PROJECT = Path(__file__).parent / "user_project"
-NOISE = ("Task was destroyed", "Unclosed", "ResourceWarning", "Exception ignored", "no current event loop",
-         "coroutine", "Traceback")
+NOISE = (
+    "Task was destroyed",
+    "Unclosed",
+    "ResourceWarning",
+    "Exception ignored",
+    "no current event loop",
+    "coroutine",
+    "Traceback",
+)
 
 
 def run_user_suite(add_middleware: bool, webhook_url: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("LARK_")}
-    env.update(ADD_LARK_MIDDLEWARE="1" if add_middleware else "0", LARK_WEBHOOK_URL=webhook_url,
-               PYTHONWARNINGS="error")
+    env.update(
+        ADD_LARK_MIDDLEWARE="1" if add_middleware else "0",
+        LARK_WEBHOOK_URL=webhook_url,
+        PYTHONWARNINGS="error",
+    )
     return subprocess.run(
         [sys.executable, "-W", "error", "-m", "pytest", "-W", "error", "-p", "no:cacheprovider", "-q"],
-        cwd=USER_PROJECT, env=env, capture_output=True, text=True, timeout=180,
+        cwd=USER_PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -33,7 +47,9 @@ def test_the_suite_passes_without_the_middleware(lark_receiver: LarkReceiver) ->
     assert lark_receiver.requests == []
 
 
-def test_the_suite_passes_unchanged_with_the_middleware_and_alerts_arrive(lark_receiver: LarkReceiver) -> None:
+def test_the_suite_passes_unchanged_with_the_middleware_and_alerts_arrive(
+    lark_receiver: LarkReceiver,
+) -> None:
     result = run_user_suite(True, lark_receiver.url)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -52,8 +52,20 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("LARK_", "REDIS_URL"))}
         env.update(environment)
         env["PYTHONPATH"] = str(REPO)
-        command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-                   "--workers", str(workers), "--log-level", "warning"]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ]
         # A file, not a pipe: hundreds of logged tracebacks would fill a pipe and block the server.
         log = tmp_path / f"uvicorn-{port}.log"
         with log.open("wb") as output:

@@ -44,8 +44,9 @@ def settle(server: Server) -> str:
 def test_thirty_concurrent_identical_errors_raise_one_alert(
     serve: Serve, lark_receiver: LarkReceiver, redis_prefix: str
 ) -> None:
-    server = serve(LARK_WEBHOOK_URL=lark_receiver.url, REDIS_URL=SHARED_REDIS_URL,
-                   LARK_ALERT_REDIS_PREFIX=redis_prefix)
+    server = serve(
+        LARK_WEBHOOK_URL=lark_receiver.url, REDIS_URL=SHARED_REDIS_URL, LARK_ALERT_REDIS_PREFIX=redis_prefix
+    )
     statuses = asyncio.run(hammer(server.url, [f"/items/{index}" for index in range(30)]))
     assert statuses == [404] * 30
     settle(server)
@@ -55,9 +56,15 @@ def test_thirty_concurrent_identical_errors_raise_one_alert(
 def test_four_workers_sharing_redis_raise_exactly_one_alert(
     serve: Serve, lark_receiver: LarkReceiver, redis_prefix: str
 ) -> None:
-    server = serve(workers=4, LARK_WEBHOOK_URL=lark_receiver.url, REDIS_URL=SHARED_REDIS_URL,
-                   LARK_ALERT_REDIS_PREFIX=redis_prefix)
-    statuses = asyncio.run(hammer(server.url, [f"/boom/value?n={index}" for index in range(400)], concurrency=40))
+    server = serve(
+        workers=4,
+        LARK_WEBHOOK_URL=lark_receiver.url,
+        REDIS_URL=SHARED_REDIS_URL,
+        LARK_ALERT_REDIS_PREFIX=redis_prefix,
+    )
+    statuses = asyncio.run(
+        hammer(server.url, [f"/boom/value?n={index}" for index in range(400)], concurrency=40)
+    )
     assert statuses == [500] * 400
     output = settle(server)
     assert len(lark_receiver.cards) == 1, output
@@ -67,8 +74,12 @@ def test_four_workers_sharing_redis_raise_exactly_one_alert(
 def test_distinct_errors_alert_separately_and_repeats_after_the_window(
     serve: Serve, lark_receiver: LarkReceiver, redis_prefix: str
 ) -> None:
-    server = serve(LARK_WEBHOOK_URL=lark_receiver.url, REDIS_URL=SHARED_REDIS_URL,
-                   LARK_ALERT_REDIS_PREFIX=redis_prefix, LARK_ALERT_RATE_LIMIT="1")
+    server = serve(
+        LARK_WEBHOOK_URL=lark_receiver.url,
+        REDIS_URL=SHARED_REDIS_URL,
+        LARK_ALERT_REDIS_PREFIX=redis_prefix,
+        LARK_ALERT_RATE_LIMIT="1",
+    )
     asyncio.run(hammer(server.url, ["/items/1", "/items/2", "/items/3", "/conflict", "/boom/value"]))
     lark_receiver.wait_for_cards(3)
     with httpx.Client(base_url=server.url) as client:

@@ -36,8 +36,12 @@ async def fail(request: Request) -> None:
 
 
 app = Starlette(
-    routes=[Route("/", home), Route("/echo", echo, methods=["POST"]), Route("/missing", missing),
-            Route("/fail", fail)],
+    routes=[
+        Route("/", home),
+        Route("/echo", echo, methods=["POST"]),
+        Route("/missing", missing),
+        Route("/fail", fail),
+    ],
     lifespan=lifespan,
 )
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from starlette.testclient import TestClient
-
 from app import app
+from starlette.testclient import TestClient
 
 
 @pytest.fixture(params=["asyncio", "trio"])
