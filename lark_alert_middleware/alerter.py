@@ -1,8 +1,9 @@
-"""The background pipeline: hand-off from requests, dedup, render, post, drain on shutdown.
+"""The background pipeline: hand-off from requests, dedup, then delivery; drained on shutdown.
 
 Request threads call `is_repeat` and `submit`; both return in microseconds. Everything
-else runs on the alerter thread (see background.py), where one consumer takes events in
-order: claim the window in the dedup store, render the card, hand it to the poster.
+else runs on the alerter thread (see background.py): one consumer takes events in order
+and claims each error's window in the dedup store; claimed errors go to delivery.py,
+which posts them within Lark's rate budget or folds the excess into a digest.
 """
 
 from __future__ import annotations
@@ -17,20 +18,26 @@ from dataclasses import dataclass, replace
 import anyio.to_thread
 
 from .background import background_loop
-from .card import CardRenderer
+from .breaker import CircuitBreaker
+from .card import CardRenderer, RenderedCard
 from .clients import shared_clients
 from .config import AlertSettings
 from .dedup import DedupStore, FallbackDedupStore, InProcessDedupStore, RedisDedupStore, dedup_key
-from .delivery import Poster
+from .delivery import Alert, Delivery, LarkSink, LogSink, Sink
+from .digest import Digest, DigestSummary
 from .event import ErrorEvent
 from .lark import LarkWebhook
 from .markup import mention_markup
 from .redact import Redactor
 from .stats import AlerterStats, Counters
 from .suppression import SuppressionWindows
+from .throttle import FallbackRateBudget, InProcessRateBudget, RateBudget, RedisRateBudget
 from .view import CardSettings, Repeats, build_view
 
 logger = logging.getLogger("lark_alert_middleware")
+
+# How often repeats counted in windows that have ended are handed to the shared store.
+REPEATS_FLUSH_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,23 +55,37 @@ class _LoopSide:
         self.loop = loop
         self.inbox: deque[_Work] = deque()
         self.consumer: asyncio.Task[None] | None = None
-        self.posts: set[asyncio.Task[bool]] = set()
         self.idle = asyncio.Event()
-        self.idle.set()
         local_store = InProcessDedupStore(settings.dedup_capacity)
         self.store: DedupStore = local_store
+        budget: RateBudget = InProcessRateBudget()
         if settings.redis_url is not None:
             redis_client = shared_clients.redis(settings.redis_url.get_secret_value(), settings.redis_timeout)
+            breaker = CircuitBreaker(timeout=settings.redis_timeout * 2)
             self.store = FallbackDedupStore(
-                RedisDedupStore(redis_client, settings.redis_key_prefix),
-                local_store,
-                timeout=settings.redis_timeout,
+                RedisDedupStore(redis_client, settings.redis_key_prefix), local_store, breaker
             )
-        self.poster: Poster | None = None
+            if settings.webhook_url is not None:
+                shared = RedisRateBudget(
+                    redis_client, settings.redis_key_prefix, settings.webhook_url.get_secret_value()
+                )
+                budget = FallbackRateBudget(shared, budget, breaker)
+        sink: Sink = LogSink(alerter.counters)
         if settings.webhook_url is not None:
             secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-            webhook = LarkWebhook(settings.webhook_url.get_secret_value(), secret)
-            self.poster = Poster(webhook, alerter.counters)
+            webhook = LarkWebhook(settings.webhook_url.get_secret_value(), secret, settings.post_timeout)
+            sink = LarkSink(webhook, budget, alerter.counters)
+        self.delivery = Delivery(
+            sink,
+            render_alert=alerter.render_alert,
+            render_digest=alerter.render_digest,
+            digest=alerter.digest,
+            queue_size=settings.queue_size,
+            max_in_flight=settings.max_in_flight,
+            counters=alerter.counters,
+            finished=alerter.finished,
+        )
+        self.repeats_flusher = loop.create_task(alerter.flush_repeats_forever(self))
 
 
 class Alerter:
@@ -75,12 +96,16 @@ class Alerter:
         self.shutdown_timeout = settings.shutdown_timeout
         self.service = settings.service or "app"
         self.counters = Counters()
+        self.digest = Digest()
         self._renderer = renderer
         self._redactor = redactor
         self._mentions = mention_markup(settings.mention)
         self._window_seconds = settings.rate_limit
         self._windows = SuppressionWindows(settings.dedup_capacity)
-        self._outstanding = 0
+        # Events handed off but not yet decided, and every unit of work not yet finished.
+        self._handoff_limit = max(1000, 20 * settings.queue_size)
+        self._handed_off = 0
+        self._unfinished = 0
         self._changed = threading.Condition()
         self._loop_side: _LoopSide | None = None
         background_loop.stop_at_exit(self)
@@ -91,18 +116,25 @@ class Alerter:
         return self._window_seconds > 0 and self._windows.count_repeat(fingerprint, time.monotonic())
 
     def submit(self, fingerprint: str, event: ErrorEvent) -> None:
-        """Hand an error to the alerter thread; never blocks, never raises."""
+        """Hand an error to the alerter thread; never blocks, never raises, never loses it."""
         repeats_here = 0
         if self._window_seconds:
             now = time.monotonic()
             # Provisional until the store answers, so that a burst hands off one event, not many.
             repeats_here = self._windows.open(fingerprint, now + self._window_seconds, now)
         self.counters.add("raised")
+        logger.debug("lark_alert_middleware: captured %s (request id %s)", fingerprint, event.request_id)
         with self._changed:
-            if self._outstanding >= self.settings.queue_size:
-                self.counters.add("dropped")
-                return
-            self._outstanding += 1
+            self._unfinished += 1
+            overflowing = self._handed_off >= self._handoff_limit
+            if not overflowing:
+                self._handed_off += 1
+        if overflowing:
+            # The alerter is far behind: count the error into the digest right here.
+            self.counters.add("coalesced")
+            if self.digest.add(fingerprint, event.status_code, event.path):
+                background_loop.call_soon(self._wake_delivery)
+            return
         background_loop.call_soon(self._accept, _Work(fingerprint, event, repeats_here))
 
     # -- any thread ------------------------------------------------------------------------
@@ -117,16 +149,31 @@ class Alerter:
         if background_loop.is_current():
             raise RuntimeError("flush() would block the alerter thread; await drain() there instead")
         limit = self.settings.shutdown_timeout if timeout is None else timeout
+        if self._unfinished:
+            background_loop.call_soon(self._start_draining)
         with self._changed:
-            return self._changed.wait_for(lambda: self._outstanding == 0, limit)
+            return self._changed.wait_for(lambda: self._unfinished == 0, limit)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """`flush()` for async code on any event loop (asyncio or trio) other than the alerter's."""
         return await anyio.to_thread.run_sync(self.flush, timeout)
 
+    async def drain_at_shutdown(self) -> None:
+        """Lifespan shutdown: finish pending alerts within the shutdown timeout, then log the counters.
+
+        Servers may end the process by re-raising SIGTERM after shutdown, so exit hooks cannot be relied on.
+        """
+        if not await self.drain():
+            logger.warning(
+                "lark_alert_middleware: %d alerts still pending after %.1fs at shutdown",
+                self._unfinished,
+                self.settings.shutdown_timeout,
+            )
+        self.log_stats()
+
     @property
     def pending(self) -> int:
-        return self._outstanding
+        return self._unfinished
 
     # -- alerter thread --------------------------------------------------------------------
     def _side(self) -> _LoopSide:
@@ -143,78 +190,107 @@ class Alerter:
         if side.consumer is None or side.consumer.done():
             side.consumer = side.loop.create_task(self._consume(side))
 
+    def _wake_delivery(self) -> None:
+        side = self._side()
+        side.idle.clear()
+        side.delivery.wake()
+
+    def _start_draining(self) -> None:
+        side = self._side()
+        side.delivery.draining = True
+        side.delivery.wake()
+
     async def _consume(self, side: _LoopSide) -> None:
         while side.inbox:
             work = side.inbox.popleft()
+            with self._changed:
+                self._handed_off -= 1
             try:
-                await self._process(side, work)
+                await self._decide(side, work)
             except Exception:
-                self.counters.add("dropped")
                 logger.exception("lark_alert_middleware: could not process an alert")
-                self._finished(side)
+                self.counters.add("dropped")
+                self.finished(1)
 
-    async def _process(self, side: _LoopSide, work: _Work) -> None:
+    async def _decide(self, side: _LoopSide, work: _Work) -> None:
         if not self._window_seconds:
-            await self._alert(side, work, Repeats(0, None))
+            side.delivery.offer(Alert(work.fingerprint, work.event, Repeats(0, None)))
             return
         key = dedup_key(self.service, self.settings.environment, work.fingerprint)
         claim = await side.store.claim(key, self._window_seconds, work.repeats_here, time.time())
         if not claim.first:
             self._windows.extend(work.fingerprint, time.monotonic() + claim.remaining_seconds)
             self.counters.add("deduplicated")
-            self._finished(side)
+            logger.debug("lark_alert_middleware: %s already reported in this window", work.fingerprint)
+            self.finished(1)
             return
-        await self._alert(side, work, Repeats(claim.repeats, claim.previous_alert_at))
+        logger.debug("lark_alert_middleware: %s claimed; alerting", work.fingerprint)
+        side.delivery.offer(
+            Alert(work.fingerprint, work.event, Repeats(claim.repeats, claim.previous_alert_at))
+        )
 
-    async def _alert(self, side: _LoopSide, work: _Work, repeats: Repeats) -> None:
-        view = build_view(work.event, work.fingerprint, repeats, self._redactor)
+    def render_alert(self, alert: Alert) -> tuple[RenderedCard, str]:
+        view = build_view(alert.event, alert.fingerprint, alert.repeats, self._redactor)
         card = self._renderer.render(view, self.card_settings())
-        summary = f"{view.event.status_code} {view.event.method} {view.event.route or view.path}"
-        if side.poster is None:
-            self.counters.add("sent")
-            failure = f" · {view.exception.type}: {view.exception.message}" if view.exception else ""
-            logger.warning(
-                "lark_alert_middleware alert (LARK_WEBHOOK_URL is not set): %s · %s (%s) · request id %s%s",
-                summary,
-                self.service,
-                self.settings.environment,
-                view.event.request_id,
-                failure,
-            )
-            logger.debug("lark_alert_middleware card: %s", card.json_text)
-            self._finished(side)
-            return
-        task = side.loop.create_task(side.poster.deliver(card, summary))
-        side.posts.add(task)
-        task.add_done_callback(lambda done: self._post_done(side, done))
+        failure = f" · {view.exception.type}: {view.exception.message}" if view.exception else ""
+        summary = (
+            f"{alert.event.status_code} {alert.event.method} {alert.event.route or view.path} · "
+            f"{self.service} ({self.settings.environment}) · request id {alert.event.request_id}{failure}"
+        )
+        return card, summary
 
-    def _post_done(self, side: _LoopSide, task: asyncio.Task[bool]) -> None:
-        side.posts.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.counters.add("failed")
-            logger.error("lark_alert_middleware: posting failed", exc_info=task.exception())
-        self._finished(side)
+    def render_digest(self, summary: DigestSummary) -> RenderedCard:
+        return self._renderer.render_digest(summary, self.card_settings())
 
-    def _finished(self, side: _LoopSide) -> None:
+    def finished(self, units: int) -> None:
+        """`units` of work are done (posted, given up, deduplicated)."""
         with self._changed:
-            self._outstanding -= 1
-            if self._outstanding == 0:
+            self._unfinished -= units
+            if self._unfinished == 0:
                 self._changed.notify_all()
-                side.idle.set()
+        side = self._loop_side
+        if side is not None and self._unfinished == 0:
+            side.idle.set()
+            side.delivery.draining = False
+
+    async def flush_repeats_forever(self, side: _LoopSide) -> None:
+        """Hand repeats of ended windows to the store, so whichever replica alerts next reports them."""
+        while True:
+            await asyncio.sleep(REPEATS_FLUSH_SECONDS)
+            repeats = self._windows.take_expired_repeats(time.monotonic())
+            if repeats:
+                keyed = {
+                    dedup_key(self.service, self.settings.environment, fp): n for fp, n in repeats.items()
+                }
+                try:
+                    await side.store.add_repeats(keyed)
+                except Exception:
+                    logger.exception("lark_alert_middleware: could not record repeat counts")
 
     def card_settings(self) -> CardSettings:
-        logs_url = self.settings.seq_url
         return CardSettings(
-            self.service, self.settings.environment, logs_url, self.settings.keyword, self._mentions
+            self.service,
+            self.settings.environment,
+            self.settings.seq_url,
+            self.settings.keyword,
+            self._mentions,
         )
 
     async def shutdown(self) -> None:
-        """At exit, on the alerter thread: wait for pending alerts, then log the counters."""
+        """At exit, on the alerter thread: finish pending alerts within the timeout, log the counters."""
         side = self._loop_side
-        if side is not None and self._outstanding:
+        if side is not None and self._unfinished:
+            side.delivery.draining = True
+            side.delivery.wake()
             try:
                 await asyncio.wait_for(side.idle.wait(), self.shutdown_timeout)
             except asyncio.TimeoutError:
-                logger.warning("lark_alert_middleware: %d alerts still pending at exit", self._outstanding)
-        if self.stats().raised:
-            logger.info("lark_alert_middleware: %s", self.stats().as_dict())
+                logger.warning("lark_alert_middleware: %d alerts still pending at exit", self._unfinished)
+        self.log_stats()
+
+    def log_stats(self) -> None:
+        stats = self.stats()
+        if stats.raised:
+            logger.info(
+                "lark_alert_middleware: %s", ", ".join(f"{k} {v}" for k, v in stats.as_dict().items())
+            )

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from .config import ConfigurationError
+from .digest import DigestSummary
 from .markup import (
     LarkText,
     count_mentions,
@@ -24,7 +25,7 @@ from .markup import (
     escape_markdown,
     markdown_text,
 )
-from .view import FULL_SIZES, AlertView, CardSettings, Sizes, template_variables
+from .view import FULL_SIZES, AlertView, CardSettings, Sizes, digest_variables, template_variables
 
 logger = logging.getLogger("lark_alert_middleware")
 
@@ -97,9 +98,10 @@ class CardRenderer:
         self._budget = budget
         self._source = str(template_path) if template_path else "the built-in card template"
         try:
+            package_templates = _environment(jinja2.PackageLoader("lark_alert_middleware", "templates"))
+            self._digest_template = package_templates.get_template("digest.json.j2")
             if template_path is None:
-                loader: jinja2.BaseLoader = jinja2.PackageLoader("lark_alert_middleware", "templates")
-                self._template = _environment(loader).get_template("card.json.j2")
+                self._template = package_templates.get_template("card.json.j2")
             else:
                 loader = jinja2.FileSystemLoader(str(template_path.parent))
                 self._template = _environment(loader).get_template(template_path.name)
@@ -135,8 +137,14 @@ class CardRenderer:
                 return rendered
         return minimal_card(view, card)
 
-    def _render_once(self, variables: dict[str, Any], expected_mentions: int) -> RenderedCard:
-        text = self._template.render(variables)
+    def render_digest(self, summary: DigestSummary, card: CardSettings) -> RenderedCard:
+        """The digest card; bounded by construction (at most DIGEST_LINES lines, each cut short)."""
+        return self._render_once(digest_variables(summary, card), 0, self._digest_template)
+
+    def _render_once(
+        self, variables: dict[str, Any], expected_mentions: int, template: jinja2.Template | None = None
+    ) -> RenderedCard:
+        text = (template or self._template).render(variables)
         card = json.loads(text)
         if not isinstance(card, dict) or not ("elements" in card or "body" in card):
             raise ValueError(

@@ -80,7 +80,9 @@ class AlertSettings(BaseSettings):
     mention: CommaList = Field((), validation_alias="LARK_ALERT_MENTION")
     redact_fields: CommaList = Field((), validation_alias="LARK_ALERT_REDACT_FIELDS")
     shutdown_timeout: float = Field(5.0, ge=0, le=300, validation_alias="LARK_ALERT_SHUTDOWN_TIMEOUT")
-    queue_size: int = Field(1000, ge=1, le=1_000_000, validation_alias="LARK_ALERT_QUEUE_SIZE")
+    queue_size: int = Field(50, ge=1, le=100_000, validation_alias="LARK_ALERT_QUEUE_SIZE")
+    max_in_flight: int = Field(4, ge=1, le=64, validation_alias="LARK_ALERT_MAX_IN_FLIGHT")
+    post_timeout: float = Field(10.0, gt=0, le=120, validation_alias="LARK_ALERT_POST_TIMEOUT")
     dedup_capacity: int = Field(10_000, ge=10, le=10_000_000, validation_alias="LARK_ALERT_DEDUP_CAPACITY")
 
     @field_validator("webhook_url")

@@ -8,17 +8,13 @@ reported, so the next alert can say how often the error happened since the previ
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
 import redis.asyncio as redis_asyncio
-from redis.exceptions import RedisError
 
-logger = logging.getLogger("lark_alert_middleware")
+from .breaker import CircuitBreaker
 
 # How long a repeat count and the previous alert's time are kept between windows.
 HISTORY_SECONDS = 7 * 24 * 3600
@@ -146,73 +142,20 @@ class RedisDedupStore:
 
 
 class FallbackDedupStore:
-    """Redis first; when it fails, the in-process store at once, and Redis again after a pause.
+    """Redis first; while the breaker is open (Redis failing), the in-process store."""
 
-    One warning per outage, not one per request: the breaker stays open for `pause` seconds
-    (doubling while Redis keeps failing, up to `max_pause`), then lets one claim probe Redis.
-    """
-
-    def __init__(
-        self,
-        primary: DedupStore,
-        fallback: DedupStore,
-        *,
-        timeout: float,
-        pause: float = 2.0,
-        max_pause: float = 30.0,
-    ) -> None:
+    def __init__(self, primary: DedupStore, fallback: DedupStore, breaker: CircuitBreaker) -> None:
         self._primary = primary
         self._fallback = fallback
-        self._timeout = timeout
-        self._first_pause = pause
-        self._max_pause = max_pause
-        self._pause = pause
-        self._closed_until = 0.0
-        self.in_outage = False
-        self.outages = 0
+        self.breaker = breaker
 
     async def claim(self, key: str, window_seconds: int, repeats_here: int, now: float) -> Claim:
-        if self._use_primary():
-            try:
-                claim = await asyncio.wait_for(
-                    self._primary.claim(key, window_seconds, repeats_here, now), self._timeout * 2
-                )
-            except (RedisError, OSError, asyncio.TimeoutError) as error:
-                self._failed(error)
-            else:
-                self._succeeded()
-                return claim
-        return await self._fallback.claim(key, window_seconds, repeats_here, now)
+        return await self.breaker.call(
+            lambda: self._primary.claim(key, window_seconds, repeats_here, now),
+            lambda: self._fallback.claim(key, window_seconds, repeats_here, now),
+        )
 
     async def add_repeats(self, repeats: dict[str, int]) -> None:
-        if self._use_primary():
-            try:
-                await asyncio.wait_for(self._primary.add_repeats(repeats), self._timeout * 2)
-            except (RedisError, OSError, asyncio.TimeoutError) as error:
-                self._failed(error)
-            else:
-                self._succeeded()
-                return
-        await self._fallback.add_repeats(repeats)
-
-    def _use_primary(self) -> bool:
-        return not self.in_outage or time.monotonic() >= self._closed_until
-
-    def _failed(self, error: BaseException) -> None:
-        if not self.in_outage:
-            self.in_outage = True
-            self.outages += 1
-            self._pause = self._first_pause
-            logger.warning(
-                "lark_alert_middleware: Redis is unreachable (%s); deduplicating in this process "
-                "until it is back (alerts keep flowing, at most one per process per window)",
-                type(error).__name__,
-            )
-        else:
-            self._pause = min(self._pause * 2, self._max_pause)
-        self._closed_until = time.monotonic() + self._pause
-
-    def _succeeded(self) -> None:
-        if self.in_outage:
-            self.in_outage = False
-            logger.warning("lark_alert_middleware: Redis is reachable again; fleet-wide dedup resumed")
+        await self.breaker.call(
+            lambda: self._primary.add_repeats(repeats), lambda: self._fallback.add_repeats(repeats)
+        )

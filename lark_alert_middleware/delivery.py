@@ -1,25 +1,48 @@
-"""Posting rendered cards: bounded concurrency, retries with backoff for what can succeed.
+"""Getting claimed alerts to Lark: a bounded queue, Lark's rate budget, retries, and digests.
 
-Runs on the alerter thread only. Network errors, timeouts, HTTP 5xx and 429, and Lark's
-frequency-limit code are retried with exponential backoff and jitter inside a total time
-budget; refusals that no retry can fix (bad signature, IP allowlist, missing keyword, bad
-request) are logged once per cause, with the fix, and not retried.
+Runs on the alerter thread only. Alerts wait in a queue of `queue_size`; what does not fit
+is folded into a digest card ("37 more errors since …"), never dropped and never a flood.
+Every post attempt, retries included, first reserves a place in the fleet's rate budget.
+Network errors, timeouts, HTTP 5xx and 429, and Lark's frequency-limit code are retried
+with exponential backoff and jitter inside a total time budget; refusals no retry can fix
+(bad signature, IP allowlist, missing keyword, bad request) are logged once per cause,
+with the fix, and not retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from .card import RenderedCard
 from .clients import shared_clients
+from .digest import Digest, DigestSummary
+from .event import ErrorEvent
 from .lark import FREQUENCY_LIMITED, LarkAnswer, LarkWebhook, Outcome
 from .stats import Counters
+from .throttle import RateBudget, wait_for_budget
+from .view import Repeats
 
 logger = logging.getLogger("lark_alert_middleware")
+
+# A digest waits for the queue to drain, but never longer than this.
+DIGEST_MAX_AGE = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A claimed error, waiting for its turn; rendered only when it is about to be posted."""
+
+    fingerprint: str
+    event: ErrorEvent
+    repeats: Repeats
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,62 +64,73 @@ class RetryPolicy:
         return delay
 
 
-Throttle = Callable[[], Awaitable[None]]
+class Sink(Protocol):
+    async def send(self, card: RenderedCard, summary: str) -> bool:
+        """Deliver one card; True when it arrived. Never raises."""
+        ...
 
 
-async def _no_throttle() -> None:
-    return None
+class LogSink:
+    """Without a webhook: each alert is one WARNING line (the card itself at DEBUG)."""
+
+    def __init__(self, counters: Counters) -> None:
+        self._counters = counters
+
+    async def send(self, card: RenderedCard, summary: str) -> bool:
+        self._counters.add("sent")
+        logger.warning("lark_alert_middleware alert (LARK_WEBHOOK_URL is not set): %s", summary)
+        logger.debug("lark_alert_middleware card: %s", card.json_text)
+        return True
 
 
-class Poster:
-    """Delivers one card with retries; shares nothing mutable but the counters."""
+class LarkSink:
+    """Posts to the webhook within the rate budget, retrying what can succeed."""
 
     def __init__(
         self,
         webhook: LarkWebhook,
+        budget: RateBudget,
         counters: Counters,
-        *,
         policy: RetryPolicy = RetryPolicy(),
-        throttle: Throttle = _no_throttle,
-        max_in_flight: int = 4,
     ) -> None:
         self._webhook = webhook
+        self._budget = budget
         self._counters = counters
         self._policy = policy
-        self._throttle = throttle
-        self._slots = asyncio.Semaphore(max_in_flight)
         self._reported_refusals: set[int | None] = set()
 
-    async def deliver(self, card: RenderedCard, summary: str) -> bool:
-        """Post until Lark answers code 0, a refusal, or the retry budget runs out."""
+    async def send(self, card: RenderedCard, summary: str) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._policy.total_seconds
-        async with self._slots:
-            for attempt in range(1, self._policy.attempts + 1):
-                await self._throttle()
-                answer = await self._webhook.post(shared_clients.http(), card.json_text)
-                if answer.outcome is Outcome.DELIVERED:
-                    self._counters.add("sent")
-                    logger.debug("lark_alert_middleware: posted %s to %s", summary, self._webhook.safe_url)
-                    return True
-                if answer.outcome is Outcome.REJECTED:
-                    self._refused(answer, summary)
-                    return False
-                delay = self._policy.delay(attempt, answer)
-                if attempt == self._policy.attempts or loop.time() + delay > deadline:
-                    break
-                self._counters.add("retried")
-                logger.debug("lark_alert_middleware: %s; retrying in %.1fs", answer.describe(), delay)
-                await asyncio.sleep(delay)
-        self._counters.add("failed")
-        logger.warning(
-            "lark_alert_middleware: gave up posting %s to %s after %d attempts: %s",
-            summary,
-            self._webhook.safe_url,
-            attempt,
-            answer.describe(),
-        )
-        return False
+        attempt = 0
+        while True:
+            attempt += 1
+            client = shared_clients.http()  # before the reservation: creating it can take a while
+            await wait_for_budget(self._budget)
+            answer = await self._webhook.post(client, card.json_text)
+            if answer.outcome is Outcome.DELIVERED:
+                self._counters.add("sent")
+                logger.debug("lark_alert_middleware: posted %s: Lark answered %s", summary, answer.describe())
+                return True
+            if answer.outcome is Outcome.REJECTED:
+                self._refused(answer, summary)
+                return False
+            delay = self._policy.delay(attempt, answer)
+            if attempt >= self._policy.attempts or loop.time() + delay > deadline:
+                self._counters.add("failed")
+                logger.warning(
+                    "lark_alert_middleware: gave up posting %s to %s after %d attempts: %s",
+                    summary,
+                    self._webhook.safe_url,
+                    attempt,
+                    answer.describe(),
+                )
+                return False
+            self._counters.add("retried")
+            logger.debug(
+                "lark_alert_middleware: %s: %s; retrying in %.1fs", summary, answer.describe(), delay
+            )
+            await asyncio.sleep(delay)
 
     def _refused(self, answer: LarkAnswer, summary: str) -> None:
         self._counters.add("failed")
@@ -105,9 +139,117 @@ class Poster:
             return
         self._reported_refusals.add(answer.code)
         logger.error(
-            "lark_alert_middleware: Lark refused the alert (%s) at %s: %s. Not retrying; "
+            "lark_alert_middleware: Lark refused the alert %s at %s: %s. Not retrying; "
             "alerts will keep failing until this is fixed.",
             summary,
             self._webhook.safe_url,
             answer.describe(),
         )
+
+
+RenderAlert = Callable[[Alert], tuple[RenderedCard, str]]
+RenderDigest = Callable[[DigestSummary], RenderedCard]
+Finished = Callable[[int], None]
+
+
+class Delivery:
+    """The queue and the sender task; `finished(n)` is called as units of work complete."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        render_alert: RenderAlert,
+        render_digest: RenderDigest,
+        digest: Digest,
+        queue_size: int,
+        max_in_flight: int,
+        counters: Counters,
+        finished: Finished,
+    ) -> None:
+        self._sink = sink
+        self._render_alert = render_alert
+        self._render_digest = render_digest
+        self._digest = digest
+        self._queue: deque[Alert] = deque()
+        self._queue_size = queue_size
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._counters = counters
+        self._finished = finished
+        self._wake = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
+        self._posts: set[asyncio.Task[None]] = set()
+        self.draining = False
+
+    def offer(self, alert: Alert) -> None:
+        """Queue an alert, or fold it into the digest when the queue is full."""
+        if len(self._queue) >= self._queue_size:
+            self._digest.add(alert.fingerprint, alert.event.status_code, alert.event.path)
+            self._counters.add("coalesced")
+            logger.debug("lark_alert_middleware: queue full; %s folded into the digest", alert.fingerprint)
+        else:
+            self._queue.append(alert)
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_all())
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and not self._digest and not self._posts
+
+    async def _send_all(self) -> None:
+        while True:
+            if self._queue:
+                alert = self._queue.popleft()
+                await self._start(self._post_alert(alert))
+            elif self._digest and self._digest_due():
+                summary = self._digest.take()
+                if summary is not None:
+                    await self._start(self._post_digest(summary))
+            elif self._digest:
+                await self._sleep_until_woken(self._digest_wait())
+            else:
+                return
+
+    def _digest_due(self) -> bool:
+        # Sent once the queue has drained and posts have settled, or when it is a minute old.
+        return self.draining or not self._posts or self._digest_wait() <= 0
+
+    def _digest_wait(self) -> float:
+        started = self._digest.started_at
+        return 0.0 if started is None else started + DIGEST_MAX_AGE - time.time()
+
+    async def _sleep_until_woken(self, timeout: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(timeout, 0.01))
+
+    async def _start(self, post: Coroutine[Any, Any, None]) -> None:
+        await self._slots.acquire()
+        task = asyncio.get_running_loop().create_task(post)
+        self._posts.add(task)
+        task.add_done_callback(self._post_done)
+
+    def _post_done(self, task: asyncio.Task[None]) -> None:
+        self._posts.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("lark_alert_middleware: posting failed", exc_info=task.exception())
+        self.wake()
+
+    async def _post_alert(self, alert: Alert) -> None:
+        try:
+            card, summary = self._render_alert(alert)
+            await self._sink.send(card, summary)
+        finally:
+            self._finished(1)
+
+    async def _post_digest(self, summary: DigestSummary) -> None:
+        try:
+            card = self._render_digest(summary)
+            await self._sink.send(card, f"digest of {summary.total} errors")
+        finally:
+            self._finished(summary.units)

@@ -165,9 +165,10 @@ logging.getLogger("httpx").addFilter(_hide_tokens)
 class LarkWebhook:
     """Posts cards to one custom-bot webhook; never raises, always returns a LarkAnswer."""
 
-    def __init__(self, url: str, secret: str | None) -> None:
+    def __init__(self, url: str, secret: str | None, timeout: float = 10.0) -> None:
         self._url = url
         self._secret = secret
+        self._timeout = timeout
         self.safe_url = redact_url(url)
         token = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
         if token:
@@ -177,7 +178,10 @@ class LarkWebhook:
         body = message_body(card_json, self._secret, int(time.time()))
         try:
             response = await client.post(
-                self._url, content=body, headers={"Content-Type": "application/json; charset=utf-8"}
+                self._url,
+                content=body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
+                timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 5.0)),
             )
         except httpx.TimeoutException as error:
             return LarkAnswer(Outcome.RETRY, f"timed out ({type(error).__name__})")

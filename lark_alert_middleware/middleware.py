@@ -244,13 +244,8 @@ class LarkAlertMiddleware:
             self._learn_service(scope)
 
         async def send_after_draining(message: Message) -> None:
-            shutting_down = message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed")
-            if shutting_down and not await alerter.drain():
-                logger.warning(
-                    "lark_alert_middleware: %d alerts still pending after %.1fs at shutdown",
-                    alerter.pending,
-                    alerter.settings.shutdown_timeout,
-                )
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await alerter.drain_at_shutdown()
             await send(message)
 
         await self.app(scope, receive, send_after_draining)

@@ -9,6 +9,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+from .digest import DigestSummary
 from .event import ErrorEvent
 from .excerpt import BodyExcerpt, excerpt_body, printable
 from .markup import LarkText
@@ -172,6 +173,37 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
         "cut_note": "",
     }
     return variables, cut_total
+
+
+DIGEST_LINES = 15
+
+
+def digest_variables(summary: DigestSummary, card: CardSettings) -> dict[str, Any]:
+    """The variables of the digest card: the most frequent kinds first, the rest as a count."""
+    shown = summary.lines[:DIGEST_LINES]
+    hidden = summary.lines[DIGEST_LINES:]
+    started = datetime.fromtimestamp(summary.started_at, tz=timezone.utc).strftime("%H:%M:%S")
+    ended = datetime.fromtimestamp(summary.ended_at, tz=timezone.utc).strftime("%H:%M:%S UTC")
+    return {
+        "title": f"{summary.total} more errors since {started} UTC",
+        "color": "red" if summary.has_server_errors else "orange",
+        "service": card.service,
+        "environment": card.environment,
+        "keyword": card.keyword,
+        "period": LarkText(f"{started} to {ended}"),
+        "total": summary.total,
+        "lines": [
+            {
+                "fingerprint": printable(line.fingerprint)[:200],
+                "count": line.count,
+                "status_code": line.status_code,
+                "example_path": printable(line.example_path)[:120],
+            }
+            for line in shown
+        ],
+        "more_kinds": len(hidden) + (1 if summary.uncounted_kinds_total else 0),
+        "more_errors": sum(line.count for line in hidden) + summary.uncounted_kinds_total,
+    }
 
 
 def _phrase(status: int) -> str:

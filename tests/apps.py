@@ -42,6 +42,10 @@ def failing_app(**options: Any) -> FastAPI:
     async def conflict() -> PlainTextResponse:
         return PlainTextResponse("version conflict", status_code=409)
 
+    @app.get("/status/{status}")
+    async def status_route(status: int) -> PlainTextResponse:
+        return PlainTextResponse(f"status {status}", status_code=status)
+
     @app.get("/teapot")
     async def teapot() -> PlainTextResponse:
         return PlainTextResponse("short and stout", status_code=418)

@@ -11,6 +11,7 @@ import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from lark_alert_middleware.breaker import CircuitBreaker
 from lark_alert_middleware.dedup import (
     FallbackDedupStore,
     InProcessDedupStore,
@@ -95,21 +96,23 @@ async def test_fallback_store_survives_a_redis_outage_and_resumes(
         own_redis.url, socket_timeout=0.2, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
     )
     store = FallbackDedupStore(
-        RedisDedupStore(client, "t:"), InProcessDedupStore(100), timeout=0.2, pause=0.05, max_pause=0.05
+        RedisDedupStore(client, "t:"),
+        InProcessDedupStore(100),
+        CircuitBreaker(timeout=0.4, pause=0.05, max_pause=0.05),
     )
     assert (await store.claim("a", 60, 0, now=1000.0)).first
     own_redis.kill()
     with caplog.at_level(logging.WARNING, logger="lark_alert_middleware"):
         outage_claims = [await store.claim("b", 60, 0, now=1000.0) for _ in range(20)]
         assert [claim.first for claim in outage_claims].count(True) == 1  # in-process dedup meanwhile
-        assert store.in_outage
+        assert store.breaker.in_outage
         own_redis.start()
         recovered = None
         with anyio.fail_after(10):
-            while store.in_outage:  # poll: the breaker lets a probe through every 50 ms
+            while store.breaker.in_outage:  # poll: the breaker lets a probe through every 50 ms
                 recovered = await store.claim("c", 60, 0, now=1000.0)
                 await anyio.sleep(0.01)
-    assert recovered is not None and recovered.first and not store.in_outage
+    assert recovered is not None and recovered.first and not store.breaker.in_outage
     assert await client.exists("t:{c}:window") == 1  # the claim went to Redis again
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert sum("Redis is unreachable" in message for message in warnings) == 1

@@ -1,0 +1,69 @@
+"""When Redis fails: stop asking for a while, ask again later, and say so once per outage."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("lark_alert_middleware")
+
+T = TypeVar("T")
+
+# What a failing or unreachable Redis raises through redis.asyncio.
+REDIS_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class CircuitBreaker:
+    """Open after a failure for `pause` seconds (doubling while failures go on, up to `max_pause`).
+
+    While open, callers use their in-process fallback without touching Redis; when the pause
+    is over, the next call probes Redis. One warning when an outage starts, one when it ends.
+    """
+
+    def __init__(self, timeout: float, pause: float = 2.0, max_pause: float = 30.0) -> None:
+        self._timeout = timeout
+        self._first_pause = pause
+        self._max_pause = max_pause
+        self._pause = pause
+        self._closed_at = 0.0
+        self.in_outage = False
+        self.outages = 0
+
+    async def call(self, primary: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]) -> T:
+        """`primary()` (a Redis call) within the timeout while Redis is up; otherwise `fallback()`."""
+        if self.allows():
+            try:
+                result = await asyncio.wait_for(primary(), self._timeout)
+            except REDIS_FAILURES as error:
+                self.failed(error)
+            else:
+                self.succeeded()
+                return result
+        return await fallback()
+
+    def allows(self) -> bool:
+        return not self.in_outage or time.monotonic() >= self._closed_at
+
+    def failed(self, error: BaseException) -> None:
+        if not self.in_outage:
+            self.in_outage = True
+            self.outages += 1
+            self._pause = self._first_pause
+            logger.warning(
+                "lark_alert_middleware: Redis is unreachable (%s); deduplicating and rate-limiting in "
+                "this process until it is back (alerts keep flowing, at most one per process per window)",
+                type(error).__name__,
+            )
+        else:
+            self._pause = min(self._pause * 2, self._max_pause)
+        self._closed_at = time.monotonic() + self._pause
+
+    def succeeded(self) -> None:
+        if self.in_outage:
+            self.in_outage = False
+            logger.warning("lark_alert_middleware: Redis is reachable again; fleet-wide dedup resumed")

@@ -1,0 +1,132 @@
+"""Lark's rate limits for one custom bot (5 a second, 100 a minute), shared by the whole fleet.
+
+Every post, retries included, first reserves a place in a sliding window. With Redis the
+window lives in one sorted set per webhook and is checked and updated by one script, timed
+by the Redis server's clock, so all replicas share one budget. Without Redis (or while it
+is failing) each process keeps its own window. The windows are longer than Lark's (5 in any
+2 s, 100 in any 61 s): a post reaches Lark some time after it reserved its place — network
+latency, and on a busy host, scheduling — and that jitter must not push one over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as redis_asyncio
+
+from .breaker import CircuitBreaker
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    per_second: int = 5
+    second_window: float = 2.0
+    per_minute: int = 100
+    minute_window: float = 61.0
+
+
+LARK_LIMITS = RateLimits()
+# "Not yet" is never 0: waiters woken at the very end of a window must ask again, not post.
+MINIMUM_WAIT = 0.001
+
+
+class RateBudget(Protocol):
+    async def reserve(self) -> float:
+        """Take one post from the budget and return 0, or return the (positive) seconds to wait first."""
+        ...
+
+
+async def wait_for_budget(budget: RateBudget) -> None:
+    """Return once a post is reserved, sleeping as long as the budget says."""
+    while True:
+        wait = await budget.reserve()
+        if wait <= 0:
+            return
+        await asyncio.sleep(wait)
+
+
+class InProcessRateBudget:
+    """The sliding windows for one process."""
+
+    def __init__(self, limits: RateLimits = LARK_LIMITS) -> None:
+        self._limits = limits
+        self._posts: deque[float] = deque()
+
+    async def reserve(self) -> float:
+        limits, posts, now = self._limits, self._posts, time.monotonic()
+        while posts and posts[0] <= now - limits.minute_window:
+            posts.popleft()
+        if len(posts) >= limits.per_minute:
+            return max(posts[0] + limits.minute_window - now, MINIMUM_WAIT)
+        if len(posts) >= limits.per_second:
+            oldest_recent = posts[-limits.per_second]
+            if oldest_recent > now - limits.second_window:
+                return max(oldest_recent + limits.second_window - now, MINIMUM_WAIT)
+        posts.append(now)
+        return 0.0
+
+
+# KEYS: the webhook's sorted set of post times (ms, Redis clock).
+# ARGV: per-second limit, second window ms, per-minute limit, minute window ms, unique member.
+_RESERVE_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local per_second, second_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
+local per_minute, minute_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - minute_ms)
+if redis.call('ZCARD', KEYS[1]) >= per_minute then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(tonumber(oldest[2]) + minute_ms - now, 1)
+end
+local recent = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - second_ms), '+inf', 'WITHSCORES')
+if #recent / 2 >= per_second then
+  return math.max(tonumber(recent[#recent - 2 * per_second + 2]) + second_ms - now, 1)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[5])
+redis.call('PEXPIRE', KEYS[1], minute_ms)
+return 0
+"""
+
+
+class RedisRateBudget:
+    """The sliding windows for every replica posting to one webhook."""
+
+    def __init__(
+        self, client: redis_asyncio.Redis, prefix: str, webhook_url: str, limits: RateLimits = LARK_LIMITS
+    ) -> None:
+        webhook_hash = hashlib.blake2b(webhook_url.encode(), digest_size=12).hexdigest()
+        self._key = f"{prefix}rate:{webhook_hash}"
+        self._limits = limits
+        self._reserve = client.register_script(_RESERVE_SCRIPT)
+
+    async def reserve(self) -> float:
+        limits = self._limits
+        wait_ms = await self._reserve(
+            keys=[self._key],
+            args=[
+                limits.per_second,
+                int(limits.second_window * 1000),
+                limits.per_minute,
+                int(limits.minute_window * 1000),
+                uuid.uuid4().hex,
+            ],
+        )
+        return int(wait_ms) / 1000.0
+
+
+class FallbackRateBudget:
+    """Redis's shared budget; the process's own while the breaker is open."""
+
+    def __init__(self, primary: RateBudget, fallback: RateBudget, breaker: CircuitBreaker) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self._breaker = breaker
+
+    async def reserve(self) -> float:
+        return await self._breaker.call(self._primary.reserve, self._fallback.reserve)

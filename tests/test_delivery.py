@@ -1,0 +1,186 @@
+"""Delivery against the Lark-compatible receiver: retries, refusals, throttling and digests."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import tracemalloc
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import pytest
+from starlette.testclient import TestClient
+
+from lark_alert_middleware.background import background_loop
+from lark_alert_middleware.card import RenderedCard
+from lark_alert_middleware.delivery import LarkSink, RetryPolicy
+from lark_alert_middleware.lark import LarkWebhook
+from lark_alert_middleware.stats import Counters
+from lark_alert_middleware.testing import LarkReceiver
+from lark_alert_middleware.throttle import InProcessRateBudget
+
+from .apps import failing_app
+from .conftest import card_text, card_title, find_middleware, wait_until
+
+T = TypeVar("T")
+FAST = RetryPolicy(
+    attempts=4, first_delay=0.02, max_delay=0.1, frequency_limited_delay=0.02, total_seconds=10
+)
+CARD = RenderedCard({"elements": []}, '{"elements":[]}', 15)
+
+
+def on_alerter_thread(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run where the sink runs in production: the alerter thread, with its shared HTTP client."""
+    return background_loop.submit(coroutine).result(timeout=60)
+
+
+def sink_for(
+    lark: LarkReceiver, *, secret: str | None = None, timeout: float = 5.0
+) -> tuple[LarkSink, Counters]:
+    counters = Counters()
+    return LarkSink(LarkWebhook(lark.url, secret, timeout), InProcessRateBudget(), counters, FAST), counters
+
+
+@pytest.mark.parametrize("fault", ["http_500", "http_429", "frequency_limited", "drop"])
+def test_retryable_answers_are_retried_until_lark_accepts(lark_receiver: LarkReceiver, fault: str) -> None:
+    lark_receiver.fail_next(fault, fault)  # type: ignore[arg-type]
+    sink, counters = sink_for(lark_receiver)
+    assert on_alerter_thread(sink.send(CARD, "test alert"))
+    assert len(lark_receiver.requests) == 3
+    assert (counters.snapshot().sent, counters.snapshot().retried) == (1, 2)
+
+
+def test_a_hanging_webhook_times_out_and_is_retried(make_lark_receiver: object) -> None:
+    lark: LarkReceiver = make_lark_receiver(hang_seconds=10)  # type: ignore[operator]
+    lark.fail_next("hang")
+    sink, counters = sink_for(lark, timeout=0.3)
+    assert on_alerter_thread(sink.send(CARD, "test alert"))
+    assert counters.snapshot().retried == 1 and len(lark.cards) == 1
+
+
+def test_gives_up_after_the_last_attempt(
+    lark_receiver: LarkReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    lark_receiver.fail_next(*["http_500"] * 10)
+    sink, counters = sink_for(lark_receiver)
+    assert not on_alerter_thread(sink.send(CARD, "test alert"))
+    assert len(lark_receiver.requests) == FAST.attempts
+    assert counters.snapshot().failed == 1
+    assert any(
+        "gave up posting test alert" in r.getMessage() and "HTTP 500" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_a_signature_refusal_is_not_retried_and_logged_once_with_the_fix(
+    make_lark_receiver: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    lark: LarkReceiver = make_lark_receiver(secret="right-secret", token="tok-never-logged")  # type: ignore[operator]
+    sink, counters = sink_for(lark, secret="wrong-secret")
+    with caplog.at_level(logging.DEBUG):
+        assert not on_alerter_thread(sink.send(CARD, "first"))
+        assert not on_alerter_thread(sink.send(CARD, "second"))
+    assert [r.answer_code for r in lark.requests] == [19021, 19021]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "LARK_WEBHOOK_SECRET" in errors[0] and "clock" in errors[0]
+    assert not any("tok-never-logged" in r.getMessage() for r in caplog.records)
+    assert counters.snapshot().failed == 2
+
+
+@pytest.mark.parametrize(
+    ("receiver_options", "advice"),
+    [({"keyword": "ALERT"}, "LARK_ALERT_KEYWORD"), ({"allowed_ips": ["10.0.0.1"]}, "IP allowlist")],
+)
+def test_permanent_refusals_name_the_fix(
+    make_lark_receiver: object,
+    caplog: pytest.LogCaptureFixture,
+    receiver_options: dict[str, object],
+    advice: str,
+) -> None:
+    lark: LarkReceiver = make_lark_receiver(**receiver_options)  # type: ignore[operator]
+    app = failing_app(webhook_url=lark.url)
+    with TestClient(app) as client:
+        client.get("/teapot")
+    assert len(lark.requests) == 1
+    assert any(advice in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+def test_the_keyword_prefixes_every_card_so_keyword_bots_accept_them(make_lark_receiver: object) -> None:
+    lark: LarkReceiver = make_lark_receiver(keyword="ALERT")  # type: ignore[operator]
+    with TestClient(failing_app(webhook_url=lark.url, keyword="ALERT")) as client:
+        client.get("/teapot")
+    [card] = lark.cards
+    assert card_title(card).startswith("ALERT ")
+
+
+def test_posts_stay_within_five_a_second(lark_receiver: LarkReceiver) -> None:
+    app = failing_app(webhook_url=lark_receiver.url, status_codes="400-599")
+    with TestClient(app) as client:
+        for status in range(400, 412):
+            client.get(f"/status/{status}")
+    assert len(lark_receiver.cards) == 12
+    assert all(request.answer_code == 0 for request in lark_receiver.requests)  # never frequency limited
+
+
+def test_what_overflows_the_queue_is_folded_into_one_digest(make_lark_receiver: object) -> None:
+    lark: LarkReceiver = make_lark_receiver(delay=0.3)  # type: ignore[operator]
+    app = failing_app(webhook_url=lark.url, queue_size=2, max_in_flight=1)
+    with TestClient(app) as client:
+        for status in range(400, 420):
+            client.get(f"/status/{status}")
+    alerter = find_middleware(app).alerter
+    assert alerter is not None
+    digests = [card for card in lark.cards if "more errors since" in card_title(card)]
+    singles = [card for card in lark.cards if card not in digests]
+    assert len(digests) == 1
+    digest_total = int(card_title(digests[0]).split()[0])
+    assert len(singles) + digest_total == 20  # every error is accounted for
+    assert alerter.stats().coalesced == digest_total
+    assert "GET /status/{status}" in card_text(digests[0])
+
+
+def test_repeats_are_reported_in_the_next_alert(lark_receiver: LarkReceiver) -> None:
+    app = failing_app(webhook_url=lark_receiver.url, rate_limit=1)
+    with TestClient(app) as client:
+        for _ in range(5):
+            client.get("/conflict")
+
+        def second_alert() -> bool:
+            client.get("/conflict")
+            return len(lark_receiver.cards) >= 2
+
+        wait_until(second_alert, timeout=15, interval=0.05, what="an alert after the one-second window")
+    second = card_text(lark_receiver.cards[1])
+    assert "Repeated" in second and "since the previous alert" in second
+
+
+def test_a_storm_of_distinct_errors_keeps_memory_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    from lark_alert_middleware.middleware import LarkAlertMiddleware
+    from lark_alert_middleware.sample import sample_event
+
+    caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
+    middleware = LarkAlertMiddleware(failing_app(), dedup_capacity=1000, queue_size=10)
+    alerter = middleware.alerter
+    assert alerter is not None
+    event = sample_event()
+
+    def storm(count: int, offset: int) -> None:
+        for index in range(offset, offset + count):
+            alerter.submit(f"GET /storm/{index} 500", event)
+
+    storm(20_000, 0)
+    assert alerter.flush(60)
+    gc.collect()
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    storm(60_000, 20_000)
+    assert alerter.flush(120)
+    gc.collect()
+    after, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    stats = alerter.stats()
+    assert stats.raised == 80_000
+    assert stats.sent + stats.coalesced >= 80_000 - stats.deduplicated  # nothing lost
+    assert after - before < 2 * 1024 * 1024
+    assert peak - before < 10 * 1024 * 1024
