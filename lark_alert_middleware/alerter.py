@@ -138,6 +138,17 @@ class Alerter:
         background_loop.call_soon(self._accept, _Work(fingerprint, event, repeats_here))
 
     # -- any thread ------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Start the alerter thread and open its connections now, so the first alert pays nothing for them."""
+        background_loop.submit(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        side = self._side()
+        shared_clients.http()
+        if isinstance(side.store, FallbackDedupStore):
+            # A claim on a key no error can have: connects, loads the script, checks Redis works.
+            await side.store.claim(dedup_key("", "", "warm-up"), 1, 0, time.time())
+
     def stats(self) -> AlerterStats:
         """What the alerter did so far; repeats counted on the request path are added in here."""
         counted = self.counters.snapshot()

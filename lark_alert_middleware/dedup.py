@@ -91,14 +91,12 @@ class InProcessDedupStore:
 
 
 # KEYS: window, repeat count, previous alert time (one hash tag: one cluster slot).
-# ARGV: window seconds, now, repeats seen by the caller, history seconds.
+# ARGV: window seconds, now, repeats seen by the caller, history seconds. Needs Redis 6.2+.
 _CLAIM_SCRIPT = """
 local repeats_here = tonumber(ARGV[3])
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
-  local repeats = tonumber(redis.call('GET', KEYS[2]) or '0') + repeats_here
-  redis.call('DEL', KEYS[2])
-  local previous = redis.call('GET', KEYS[3])
-  redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4])
+  local repeats = tonumber(redis.call('GETDEL', KEYS[2]) or '0') + repeats_here
+  local previous = redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4], 'GET')
   return {1, repeats, previous or '', 0}
 end
 if repeats_here > 0 then

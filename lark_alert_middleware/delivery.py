@@ -98,6 +98,8 @@ class LarkSink:
         self._counters = counters
         self._policy = policy
         self._reported_refusals: set[int | None] = set()
+        # One poster at a time asks the shared budget; the others wait here, not in Redis.
+        self._budget_turn = asyncio.Lock()
 
     async def send(self, card: RenderedCard, summary: str) -> bool:
         loop = asyncio.get_running_loop()
@@ -106,7 +108,8 @@ class LarkSink:
         while True:
             attempt += 1
             client = shared_clients.http()  # before the reservation: creating it can take a while
-            await wait_for_budget(self._budget)
+            async with self._budget_turn:
+                await wait_for_budget(self._budget)
             answer = await self._webhook.post(client, card.json_text)
             if answer.outcome is Outcome.DELIVERED:
                 self._counters.add("sent")
@@ -203,12 +206,15 @@ class Delivery:
     async def _send_all(self) -> None:
         while True:
             if self._queue:
-                alert = self._queue.popleft()
-                await self._start(self._post_alert(alert))
+                await self._slots.acquire()
+                self._start(self._post_alert(self._queue.popleft()))
             elif self._digest and self._digest_due():
+                await self._slots.acquire()
                 summary = self._digest.take()
-                if summary is not None:
-                    await self._start(self._post_digest(summary))
+                if summary is None:
+                    self._slots.release()
+                else:
+                    self._start(self._post_digest(summary))
             elif self._digest:
                 await self._sleep_until_woken(self._digest_wait())
             else:
@@ -227,8 +233,8 @@ class Delivery:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(timeout, 0.01))
 
-    async def _start(self, post: Coroutine[Any, Any, None]) -> None:
-        await self._slots.acquire()
+    def _start(self, post: Coroutine[Any, Any, None]) -> None:
+        """Run a post in a slot already acquired; the slot is released when it ends."""
         task = asyncio.get_running_loop().create_task(post)
         self._posts.add(task)
         task.add_done_callback(self._post_done)

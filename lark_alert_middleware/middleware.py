@@ -242,6 +242,7 @@ class LarkAlertMiddleware:
         alerter = self.alerter
         if not self._service_known:
             self._learn_service(scope)
+        alerter.warm_up()
 
         async def send_after_draining(message: Message) -> None:
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):

@@ -1,0 +1,257 @@
+"""An error storm through the app: what it costs the service, Redis and Lark.
+
+    python benchmarks/storm.py [--requests 20000] [--kinds 100] [--trials 3]
+
+20,000 failing requests over 100 fingerprints (statuses 400-499 on one route), 50 at a
+time, driven through the ASGI interface of a FastAPI app: bare, and with the middleware
+posting to a Lark-compatible receiver and deduplicating through a private redis-server
+started for the run (so its command counters count only this). Each variant runs in a
+fresh process, alternating, several trials. Prints requests/s and the ratio to bare,
+Redis commands per error (those the middleware sends, and those Redis executes including
+inside its scripts), posts made, and the peak RSS of each process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+CONCURRENCY = 50
+
+
+def run_variant(variant: str, requests: int, kinds: int) -> dict[str, Any]:
+    """Runs inside the child process: drive the app, report numbers as JSON."""
+    import logging
+
+    from fastapi import FastAPI
+    from fastapi.responses import PlainTextResponse
+    from starlette.types import Message
+
+    logging.getLogger("lark_alert_middleware").setLevel(logging.ERROR)
+    redis_calls = count_redis_calls()
+    app = FastAPI()
+
+    @app.get("/fail/{status}")
+    async def fail(status: int) -> PlainTextResponse:
+        return PlainTextResponse("nope", status_code=status)
+
+    if variant == "middleware":
+        from lark_alert_middleware import LarkAlertMiddleware
+
+        app.add_middleware(LarkAlertMiddleware)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        return None
+
+    def scope(status: int) -> dict[str, Any]:
+        path = f"/fail/{status}"
+        return {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"storm")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+
+    async def storm() -> float:
+        statuses = [400 + index % kinds for index in range(requests)]
+        queue = iter(statuses)
+
+        async def worker() -> None:
+            for status in queue:
+                await app(scope(status), receive, send)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return requests / (time.perf_counter() - started)
+
+    async def served() -> float:
+        # As under a server: lifespan start-up first, the storm, then shutdown.
+        lifespan_inbox: asyncio.Queue[Message] = asyncio.Queue()
+        lifespan_outbox: asyncio.Queue[Message] = asyncio.Queue()
+        lifespan = asyncio.create_task(
+            app(
+                {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
+                lifespan_inbox.get,
+                lifespan_outbox.put,
+            )
+        )
+        await lifespan_inbox.put({"type": "lifespan.startup"})
+        assert (await lifespan_outbox.get())["type"] == "lifespan.startup.complete"
+        await asyncio.sleep(0.5)  # a service takes traffic some time after it starts
+        rate = await storm()
+        await lifespan_inbox.put({"type": "lifespan.shutdown"})
+        await lifespan_outbox.get()
+        await lifespan
+        return rate
+
+    requests_per_second = asyncio.run(served())
+    result: dict[str, Any] = {"rps": requests_per_second}
+    if variant == "middleware":
+        layer: Any = app.middleware_stack
+        while not isinstance(layer, LarkAlertMiddleware):
+            layer = layer.app
+        if layer.alerter is not None:
+            assert layer.alerter.flush(120)
+            result["stats"] = layer.alerter.stats().as_dict()
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["redis_calls"] = redis_calls[0]
+    return result
+
+
+def count_redis_calls() -> list[int]:
+    """Count the commands the middleware sends (a script call is one; a pipeline sends several)."""
+    import redis.asyncio.client
+
+    calls = [0]
+    execute_command = redis.asyncio.client.Redis.execute_command
+    pipeline_execute = redis.asyncio.client.Pipeline.execute
+
+    async def counted_command(self: Any, *args: Any, **options: Any) -> Any:
+        calls[0] += 1
+        return await execute_command(self, *args, **options)
+
+    async def counted_pipeline(self: Any, *args: Any, **options: Any) -> Any:
+        calls[0] += len(self.command_stack)
+        return await pipeline_execute(self, *args, **options)
+
+    redis.asyncio.client.Redis.execute_command = counted_command  # type: ignore[method-assign]
+    redis.asyncio.client.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
+    return calls
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def redis_commands(port: int) -> int:
+    import redis
+
+    client = redis.Redis(port=port)
+    stats = client.info("commandstats")
+    client.close()
+    return sum(int(value["calls"]) for name, value in stats.items() if name not in ("cmdstat_info",))
+
+
+def child(variant: str, requests: int, kinds: int, env: dict[str, str]) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        variant,
+        "--requests",
+        str(requests),
+        "--kinds",
+        str(kinds),
+    ]
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--kinds", type=int, default=100)
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--child", choices=["bare", "middleware"])
+    arguments = parser.parse_args()
+    if arguments.child:
+        print(json.dumps(run_variant(arguments.child, arguments.requests, arguments.kinds)))
+        return
+
+    from lark_alert_middleware.testing import LarkReceiver
+
+    port = free_port()
+    redis_server = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.3)
+        with LarkReceiver() as lark:
+            env = {key: value for key, value in os.environ.items() if not key.startswith("LARK_")}
+            env.update(
+                LARK_WEBHOOK_URL=lark.url,
+                REDIS_URL=f"redis://127.0.0.1:{port}/0",
+                LARK_ALERT_SHUTDOWN_TIMEOUT="120",
+            )
+            results: dict[str, list[dict[str, Any]]] = {"bare": [], "middleware": []}
+            commands: list[int] = []
+            for _ in range(arguments.trials):
+                results["bare"].append(child("bare", arguments.requests, arguments.kinds, env))
+                before = redis_commands(port)
+                results["middleware"].append(child("middleware", arguments.requests, arguments.kinds, env))
+                commands.append(redis_commands(port) - before)
+                import redis
+
+                redis.Redis(port=port).flushall()
+            posts = len(lark.requests)
+    finally:
+        redis_server.terminate()
+        redis_server.wait()
+
+    bare_rps = statistics.median(r["rps"] for r in results["bare"])
+    with_rps = statistics.median(r["rps"] for r in results["middleware"])
+    errors = arguments.requests
+    print(
+        f"{errors:,} error requests over {arguments.kinds} fingerprints, {CONCURRENCY} at a time, "
+        f"median of {arguments.trials} trials"
+    )
+    print(
+        f"  bare app             {bare_rps:>10,.0f} requests/s   peak RSS "
+        f"{statistics.median(r['peak_rss_mib'] for r in results['bare']):.1f} MiB"
+    )
+    print(
+        f"  with the middleware  {with_rps:>10,.0f} requests/s   peak RSS "
+        f"{statistics.median(r['peak_rss_mib'] for r in results['middleware']):.1f} MiB"
+    )
+    print(f"  ratio                {with_rps / bare_rps:>10.3f}")
+    sent = statistics.median(r["redis_calls"] for r in results["middleware"])
+    print(
+        f"  Redis commands/error {sent / errors:>10.4f}   sent by the middleware "
+        f"({sent:.0f} per trial; a script call is one)"
+    )
+    print(
+        f"                       {statistics.median(commands) / errors:>10.4f}   executed by Redis, counting "
+        f"those inside scripts"
+    )
+    print(f"  posts to Lark        {posts / arguments.trials:>10.1f} per trial")
+    print(f"  alerter counters     {results['middleware'][-1]['stats']}")
+
+
+if __name__ == "__main__":
+    main()
