@@ -51,7 +51,9 @@ async def index() -> str:
         rows.append(f"<tr><td>{action}</td><td>{html.escape(what)}</td></tr>")
     inbox = html.escape(os.environ.get("DEMO_INBOX_URL", "/_alerts"), quote=True)
     return (
-        "<!doctype html><title>demo-shop</title><h1>demo-shop</h1>"
+        '<!doctype html><meta charset="utf-8"><title>demo-shop</title>'
+        "<style>body{font:15px/1.6 system-ui,sans-serif;margin:32px;max-width:860px}"
+        "td{padding:4px 16px 4px 0}form{margin:0}button{font:inherit}</style><h1>demo-shop</h1>"
         f'<p>Each route fails; the alerts are in <a href="{inbox}">the inbox</a> (or your Lark group). '
         "An error alerts once per window (LARK_ALERT_RATE_LIMIT, 60 s); repeats are counted.</p>"
         f"<table>{''.join(rows)}</table>"

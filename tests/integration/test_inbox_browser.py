@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from demo_app.app import FAILURES
+
 from ..conftest import wait_until
 from .conftest import Process
 from .test_demo import EXPECTED_TITLES
@@ -82,8 +84,12 @@ def test_the_inbox_shows_the_demo_cards_as_lark_would_newest_first(
     if os.environ.get("SCREENSHOT"):
         page.screenshot(path=os.environ["SCREENSHOT"])
 
-    # A new kind of failure, from the browser, is the newest card after a reload.
     base_url = inbox_url.removesuffix("/_alerts")
+    page.goto(base_url)
+    assert page.locator("table a, table button").count() == len(FAILURES)
+    assert page.locator("a", has_text="the inbox").get_attribute("href") == "/_alerts"
+
+    # A new kind of failure, from the browser, is the newest card after a reload.
     assert page.goto(f"{base_url}/search").status == 422  # type: ignore[union-attr]
 
     def cards_after_reload() -> int:
