@@ -114,7 +114,8 @@ def check(arguments: argparse.Namespace) -> int:
     else:
         shown, problem = _webhook_line(settings.webhook_url.get_secret_value())
         lines.append(("LARK_WEBHOOK_URL", shown))
-        problems += [problem] if problem else []
+        if problem:
+            problems.append(problem)
     signed = "set: cards are signed" if settings.webhook_secret else "not set: cards are not signed"
     lines.append(("LARK_WEBHOOK_SECRET", signed))
     if settings.keyword:
@@ -125,7 +126,8 @@ def check(arguments: argparse.Namespace) -> int:
         timeout = max(settings.redis_timeout, 1.0)
         shown, problem = _redis_line(settings.redis_url.get_secret_value(), timeout)
         lines.append(("REDIS_URL", shown))
-        problems += [problem] if problem else []
+        if problem:
+            problems.append(problem)
     window = f"one card per error every {settings.rate_limit} s" if settings.rate_limit else "off"
     lines.append(("LARK_ALERT_RATE_LIMIT", window))
     template = str(settings.template) if settings.template else "built-in"
