@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench
+.PHONY: demo test check bench screenshot
 
 demo: $(VENV)/.installed
 	$(BIN)/python -m demo_app
@@ -18,6 +18,10 @@ check: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/overhead.py
+
+# Retakes the README's picture of the inbox (docs/inbox.png) with the browser test.
+screenshot: $(VENV)/.installed
+	SCREENSHOT=docs/inbox.png $(BIN)/python -m pytest -q tests/integration/test_inbox_browser.py
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -75,7 +75,7 @@ class ReceivedRequest:
 
 
 class LarkReceiver:
-    """A webhook that behaves like Lark's, on 127.0.0.1 and a free port."""
+    """A webhook that behaves like Lark's, on 127.0.0.1 and a free port unless `host`/`port` say otherwise."""
 
     def __init__(
         self,
@@ -90,7 +90,11 @@ class LarkReceiver:
         delay: float = 0.0,
         hang_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
+        self.host = host
+        self.requested_port = port
         self.secret = secret
         self.keyword = keyword
         self.token = token
@@ -113,7 +117,7 @@ class LarkReceiver:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> LarkReceiver:
         self._stopping.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer((self.host, self.requested_port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="lark-receiver", daemon=True
@@ -143,8 +147,9 @@ class LarkReceiver:
 
     @property
     def url(self) -> str:
-        """The webhook URL to configure (`LARK_WEBHOOK_URL`)."""
-        return f"http://127.0.0.1:{self.port}{HOOK_PATH}{self.token}"
+        """The webhook URL to configure (`LARK_WEBHOOK_URL`) on this machine."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self.port}{HOOK_PATH}{self.token}"
 
     # -- scripting ---------------------------------------------------------------------------
     def fail_next(self, *faults: Fault) -> None:

@@ -11,6 +11,8 @@ import pytest
 from lark_alert_middleware.lark import message_body
 from lark_alert_middleware.testing import LarkReceiver
 
+from .conftest import free_port
+
 CARD = '{"elements":[{"tag":"markdown","content":"hello"}]}'
 
 
@@ -114,3 +116,10 @@ def test_wait_for_cards_fails_with_what_was_received(lark_receiver: LarkReceiver
         AssertionError, match=r"expected 1 accepted cards within 0.2s; got answers \[\(400, 9499\)\]"
     ):
         lark_receiver.wait_for_cards(1, timeout=0.2)
+
+
+def test_a_fixed_port_and_token_make_a_predictable_url() -> None:
+    port = free_port()
+    with LarkReceiver(port=port, token="demo") as receiver:
+        assert receiver.url == f"http://127.0.0.1:{port}/open-apis/bot/v2/hook/demo"
+        assert post(receiver.url, message_body(CARD, None, 0)).json()["code"] == 0

@@ -37,7 +37,7 @@ class Server:
 
 def _answers(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/ok", timeout=1).status_code == 200
+        return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -47,7 +47,12 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start `tests.integration.served_app:app` under uvicorn with extra environment variables."""
     started: list[Server] = []
 
-    def start(workers: int = 1, app: str = "tests.integration.served_app:app", **environment: str) -> Server:
+    def start(
+        workers: int = 1,
+        app: str = "tests.integration.served_app:app",
+        ready_path: str = "/ok",
+        **environment: str,
+    ) -> Server:
         port = free_port()
         env = {key: value for key, value in os.environ.items() if not key.startswith(("LARK_", "REDIS_URL"))}
         env.update(environment)
@@ -72,7 +77,11 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
             process = subprocess.Popen(command, env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
         server = Server(f"http://127.0.0.1:{port}", process, log)
         started.append(server)
-        wait_until(lambda: _answers(server.url) or process.poll() is not None, timeout=60, what="uvicorn")
+        wait_until(
+            lambda: _answers(server.url + ready_path) or process.poll() is not None,
+            timeout=60,
+            what="uvicorn",
+        )
         if process.poll() is not None:
             raise AssertionError(f"uvicorn exited: {server.output()}")
         return server
@@ -82,3 +91,52 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait(timeout=30)
+
+
+@dataclass
+class Process:
+    """A `python -m ...` process this test started, its output in a file."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        """Wait until the output contains `text`; fail (with the output) if the process exits first."""
+        wait_until(
+            lambda: text in self.output() or self.process.poll() is not None, timeout=timeout, what=text
+        )
+        if text not in self.output():
+            exited = f"exited with {self.process.returncode} before printing {text!r}"
+            raise AssertionError(f"{exited}:\n{self.output()}")
+        return self.output()
+
+    def interrupt(self) -> int:
+        """Ctrl-C, then wait for the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
+    """Start `python -m <module> <arguments>` from the repository, without the developer's LARK_/REDIS_URL."""
+    started: list[Process] = []
+
+    def start(module: str, *arguments: str, **environment: str) -> Process:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("LARK_", "REDIS_URL"))}
+        env.update(environment, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        log = tmp_path / f"{module}-{len(started)}.log"
+        with log.open("wb") as output:
+            command = [sys.executable, "-m", module, *arguments]
+            process = subprocess.Popen(command, env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        started.append(Process(process, log))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.process.poll() is None:
+            process.process.kill()
+            process.process.wait(timeout=30)

@@ -1,0 +1,250 @@
+"""The command line: `lark-alert check | send-test | preview` (also `python -m lark_alert_middleware`).
+
+Every command reads the same environment variables as the middleware. Exit status: 0 all
+good, 1 a problem was found (and said in words), 2 the command was used wrongly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import redis
+
+from .card import CARD_BUDGET, CardRenderer, RenderedCard
+from .config import AlertSettings, ConfigurationError, load_settings
+from .event_json import event_from_json
+from .fingerprint import default_fingerprint
+from .lark import LarkAnswer, LarkWebhook, Outcome, redact_url
+from .markup import mention_markup
+from .preview import ShownCard, page_html
+from .redact import Redactor
+from .sample import sample_view
+from .view import AlertView, CardSettings, build_view
+
+OK, PROBLEM, USAGE = 0, 1, 2
+LARK_HOSTS = frozenset({"open.larksuite.com", "open.feishu.cn", "open.larkoffice.com"})
+_HOOK_PATH = re.compile(r"^/open-apis/bot/v2/hook/[A-Za-z0-9_-]+$")
+
+
+class Problem(Exception):
+    """Something the user can fix; the message says what and how."""
+
+
+def _card_settings(settings: AlertSettings, service_note: str = "") -> CardSettings:
+    return CardSettings(
+        (settings.service or "app") + service_note,
+        settings.environment,
+        settings.seq_url,
+        settings.keyword,
+        mention_markup(settings.mention),
+    )
+
+
+def _checked_renderer(settings: AlertSettings) -> CardRenderer:
+    """The configured template, checked against the sample alert the way the middleware checks it."""
+    renderer = CardRenderer(settings.template)
+    renderer.check(sample_view(Redactor(settings.redact_fields)), _card_settings(settings))
+    return renderer
+
+
+def _title(card: dict[str, Any]) -> str:
+    header = card.get("header")
+    title = header.get("title") if isinstance(header, dict) else None
+    content = title.get("content") if isinstance(title, dict) else None
+    return content if isinstance(content, str) else "(no title)"
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{parts.username or ''}:***@{host}", parts.path, "", ""))
+
+
+def _webhook_line(url: str) -> tuple[str, str | None]:
+    """How the webhook URL reads, and a problem with it if Lark would surely refuse it."""
+    parts = urlsplit(url)
+    shown = redact_url(url)
+    if parts.hostname not in LARK_HOSTS:
+        return f"{shown} (not a Lark host: fine for a relay or a test receiver)", None
+    if parts.scheme != "https":
+        return shown, "LARK_WEBHOOK_URL: Lark's webhooks are https:// URLs"
+    if not _HOOK_PATH.match(parts.path):
+        return shown, (
+            "LARK_WEBHOOK_URL: the path must be /open-apis/bot/v2/hook/<token>; copy the whole "
+            "webhook URL from the bot's settings in the group"
+        )
+    return shown, None
+
+
+def _redis_line(url: str, timeout: float) -> tuple[str, str | None]:
+    shown = _without_password(url)
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as error:
+        return shown, (
+            f"REDIS_URL: {shown} did not answer PING ({type(error).__name__}: {error}); "
+            "dedup would fall back to per process until it does"
+        )
+    finally:
+        client.close()
+    return f"{shown} (answered PING: dedup is fleet-wide)", None
+
+
+def check(arguments: argparse.Namespace) -> int:
+    settings = load_settings()
+    renderer = _checked_renderer(settings)
+    sample = renderer.render(sample_view(Redactor(settings.redact_fields)), _card_settings(settings))
+    problems: list[str] = []
+    lines: list[tuple[str, str]] = []
+    if settings.webhook_url is None:
+        lines.append(("LARK_WEBHOOK_URL", "not set: alerts are written to the log at WARNING, not posted"))
+    else:
+        shown, problem = _webhook_line(settings.webhook_url.get_secret_value())
+        lines.append(("LARK_WEBHOOK_URL", shown))
+        if problem:
+            problems.append(problem)
+    signed = "set: cards are signed" if settings.webhook_secret else "not set: cards are not signed"
+    lines.append(("LARK_WEBHOOK_SECRET", signed))
+    if settings.keyword:
+        lines.append(("LARK_ALERT_KEYWORD", f"{settings.keyword!r}, at the start of every card title"))
+    if settings.redis_url is None:
+        lines.append(("REDIS_URL", "not set: dedup is per process"))
+    else:
+        timeout = max(settings.redis_timeout, 1.0)
+        shown, problem = _redis_line(settings.redis_url.get_secret_value(), timeout)
+        lines.append(("REDIS_URL", shown))
+        if problem:
+            problems.append(problem)
+    window = f"one card per error every {settings.rate_limit} s" if settings.rate_limit else "off"
+    lines.append(("LARK_ALERT_RATE_LIMIT", window))
+    template = str(settings.template) if settings.template else "built-in"
+    lines.append(("card template", f"{template}: a sample card is {sample.size:,} of {CARD_BUDGET:,} bytes"))
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        print(f"{name:<{width}}  {value}")
+    if problems:
+        for problem in problems:
+            print(f"problem: {problem}", file=sys.stderr)
+        return PROBLEM
+    print("configuration OK")
+    return OK
+
+
+async def _post(webhook: LarkWebhook, card_json: str, timeout: float) -> LarkAnswer:
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        return await webhook.post(client, card_json)
+
+
+def send_test(arguments: argparse.Namespace) -> int:
+    settings = load_settings()
+    if settings.webhook_url is None:
+        raise Problem(
+            "LARK_WEBHOOK_URL is not set, so there is nowhere to send to; set it to the bot's "
+            "webhook URL (Group settings → Bots → the custom bot)"
+        )
+    renderer = _checked_renderer(settings)
+    card_settings = _card_settings(settings, " (test card from lark-alert send-test)")
+    rendered = renderer.render(sample_view(Redactor(settings.redact_fields)), card_settings)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    webhook = LarkWebhook(settings.webhook_url.get_secret_value(), secret)
+    print(f"Posting a sample card to {webhook.safe_url}{' (signed)' if secret else ''} ...")
+    answer = asyncio.run(_post(webhook, rendered.json_text, arguments.timeout))
+    if answer.outcome is Outcome.DELIVERED:
+        print(
+            f"Lark accepted the card: {answer.describe()}. Look for {_title(rendered.card)!r} in the group."
+        )
+        return OK
+    if answer.http_status is None:
+        raise Problem(
+            f"could not reach {webhook.safe_url}: {answer.describe()}. Check LARK_WEBHOOK_URL and that "
+            "this machine can reach that host (DNS, proxy, firewall)"
+        )
+    if answer.outcome is Outcome.RETRY:
+        raise Problem(
+            f"Lark did not take the card this time: {answer.describe()}. The middleware retries "
+            "such answers; try again in a minute"
+        )
+    raise Problem(f"Lark refused the card: {answer.describe()}")
+
+
+def _event_view(source: str, redactor: Redactor) -> AlertView:
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise Problem(f"cannot read the event file {source}: {error}") from None
+    try:
+        event = event_from_json(text)
+    except ValueError as error:
+        where = "the event on stdin" if source == "-" else source
+        raise Problem(f"{where}: {error}") from None
+    return build_view(event, default_fingerprint(event), None, redactor)
+
+
+def preview(arguments: argparse.Namespace) -> int:
+    settings = load_settings()
+    renderer = _checked_renderer(settings)
+    redactor = Redactor(settings.redact_fields)
+    view = _event_view(arguments.event, redactor) if arguments.event else sample_view(redactor)
+    rendered = renderer.render(view, _card_settings(settings))
+    if arguments.html is None:
+        print(json.dumps(rendered.card, ensure_ascii=False, indent=2))
+        return OK
+    _write_html(arguments.html, rendered)
+    print(f"wrote {arguments.html} ({_title(rendered.card)}, {rendered.size:,} bytes)")
+    return OK
+
+
+def _write_html(path: Path, rendered: RenderedCard) -> None:
+    caption = f"{rendered.size:,} of {CARD_BUDGET:,} bytes"
+    intro = "Rendered by lark-alert preview; Lark's own rendering differs in details."
+    try:
+        path.write_text(page_html("Card preview", [ShownCard(rendered.card, caption)], intro=intro))
+    except OSError as error:
+        raise Problem(f"cannot write {path}: {error}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lark-alert",
+        description="Check, try and preview the lark-alert-middleware configuration in this environment.",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(run=run)
+        return sub
+
+    command(check.__name__, check, "validate the configuration; say exactly what is wrong")
+    send = command("send-test", send_test, "post a sample card to LARK_WEBHOOK_URL; report Lark's answer")
+    send.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for Lark (default 10)")
+    show = command("preview", preview, "render the card for a sample or a JSON event")
+    show.add_argument("--event", metavar="FILE", help="a JSON event document ('-' reads stdin)")
+    show.add_argument("--html", metavar="FILE", type=Path, help="write an HTML page instead of JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    try:
+        return int(arguments.run(arguments))
+    except (ConfigurationError, Problem) as error:
+        print(f"problem: {error}", file=sys.stderr)
+        return PROBLEM
+    except BrokenPipeError:
+        # `lark-alert preview | head`: the reader left; say nothing more on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
