@@ -159,7 +159,7 @@ def send_test(arguments: argparse.Namespace) -> int:
     card_settings = _card_settings(settings, " (test card from lark-alert send-test)")
     rendered = renderer.render(sample_view(Redactor(settings.redact_fields)), card_settings)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    webhook = LarkWebhook(settings.webhook_url.get_secret_value(), secret)
+    webhook = LarkWebhook(settings.webhook_url.get_secret_value(), secret, arguments.timeout)
     print(f"Posting a sample card to {webhook.safe_url}{' (signed)' if secret else ''} ...")
     answer = asyncio.run(_post(webhook, rendered.json_text, arguments.timeout))
     if answer.outcome is Outcome.DELIVERED:

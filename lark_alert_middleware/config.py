@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Unpack
 
 
 class ConfigurationError(ValueError):
@@ -153,6 +154,33 @@ class AlertSettings(BaseSettings):
         return value.strip()
 
 
+class AlertOptions(TypedDict, total=False):
+    """The keyword arguments of LarkAlertMiddleware: each overrides its environment variable."""
+
+    enabled: bool
+    webhook_url: str | None
+    webhook_secret: str | None
+    keyword: str | None
+    redis_url: str | None
+    redis_key_prefix: str
+    redis_timeout: float
+    rate_limit: int
+    status_codes: str | int | Iterable[int | range | str]
+    exclude_paths: str | Iterable[str]
+    max_body_bytes: int
+    template: str | Path | None
+    service: str | None
+    environment: str
+    seq_url: str | None
+    mention: str | Iterable[str]
+    redact_fields: str | Iterable[str]
+    shutdown_timeout: float
+    queue_size: int
+    max_in_flight: int
+    post_timeout: float
+    dedup_capacity: int
+
+
 def environment_variable(field_name: str) -> str:
     """The environment variable that sets a field, e.g. `rate_limit` -> `LARK_ALERT_RATE_LIMIT`."""
     alias = AlertSettings.model_fields[field_name].validation_alias
@@ -183,10 +211,10 @@ _FIELD_BY_VARIABLE = {
 }
 
 
-def load_settings(**overrides: Any) -> AlertSettings:
+def load_settings(**overrides: Unpack[AlertOptions]) -> AlertSettings:
     """Read the environment, apply keyword overrides, and raise ConfigurationError naming what is wrong."""
     try:
-        return AlertSettings(**overrides)
+        return AlertSettings(**dict[str, Any](overrides))  # validated (and coerced) by pydantic
     except ValidationError as error:
         problems = "\n  ".join(_describe(item) for item in error.errors())
         raise ConfigurationError(f"invalid lark_alert_middleware configuration:\n  {problems}") from None

@@ -127,3 +127,9 @@ def test_bad_configuration_fails_requests_when_there_is_no_lifespan(monkeypatch:
     client = TestClient(app)
     with pytest.raises(ConfigurationError, match="LARK_ALERT_RATE_LIMIT"):
         client.get("/")
+
+
+def test_every_setting_is_a_typed_keyword_argument() -> None:
+    from lark_alert_middleware.config import AlertOptions, AlertSettings
+
+    assert set(AlertOptions.__annotations__) == set(AlertSettings.model_fields)
