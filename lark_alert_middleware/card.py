@@ -159,7 +159,7 @@ class CardRenderer:
 def minimal_card(view: AlertView, card: CardSettings) -> RenderedCard:
     """Title, status, route and request id only: always valid, always small, never a mention."""
     variables, _ = template_variables(view, card, SHRINKING_SIZES[-1])
-    title = f"{variables['title']} · {card.service} ({card.environment})"
+    title = f"{variables['icon']} {variables['title']} · {card.service} · {card.environment}"
     if card.keyword:
         title = f"{card.keyword} {title}"
     lines = [

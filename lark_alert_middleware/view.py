@@ -149,6 +149,7 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
         "title": f"{event.status_code} {event.method} {shorten(route, sizes.value)}",
         "severity": "error" if is_error else "warning",
         "color": "red" if is_error else "orange",
+        "icon": SEVERITY_ICONS[is_error],
         "service": card.service,
         "environment": card.environment,
         "method": event.method,
@@ -176,6 +177,8 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
 
 
 DIGEST_LINES = 15
+# Shown first in the title, so that a phone's notification says how bad it is.
+SEVERITY_ICONS = {True: "🔴", False: "🟠"}
 
 
 def digest_variables(summary: DigestSummary, card: CardSettings) -> dict[str, Any]:
@@ -187,6 +190,7 @@ def digest_variables(summary: DigestSummary, card: CardSettings) -> dict[str, An
     return {
         "title": f"{summary.total} more errors since {started} UTC",
         "color": "red" if summary.has_server_errors else "orange",
+        "icon": SEVERITY_ICONS[summary.has_server_errors],
         "service": card.service,
         "environment": card.environment,
         "keyword": card.keyword,

@@ -128,8 +128,19 @@ def card_text(card: dict[str, object]) -> str:
     return json.dumps(card, ensure_ascii=False)
 
 
-def card_title(card: dict[str, object]) -> str:
+def card_full_title(card: dict[str, object]) -> str:
     return str(card["header"]["title"]["content"])  # type: ignore[index]
+
+
+def title_subject(title: str) -> str:
+    """What failed, e.g. `500 GET /items/{item_id}`: a card title without severity icon, service and env."""
+    subject = title.split(" · ")[0]
+    icon, _, rest = subject.partition(" ")
+    return rest if icon in ("🔴", "🟠") else subject
+
+
+def card_title(card: dict[str, object]) -> str:
+    return title_subject(card_full_title(card))
 
 
 collect_ignore = ["user_project"]

@@ -16,6 +16,8 @@ from lark_alert_middleware.redact import Redactor
 from lark_alert_middleware.sample import sample_event
 from lark_alert_middleware.view import CardSettings, Repeats, build_view
 
+from .conftest import card_full_title
+
 SETTINGS = CardSettings("orders", "production", "https://logs.example.com/?rid={request_id}")
 
 
@@ -33,7 +35,7 @@ def test_the_default_card_has_the_facts_a_reader_needs() -> None:
     card = render()
     text = all_text(card)
     assert card["header"]["template"] == "red"  # type: ignore[index]
-    assert card["header"]["title"]["content"] == "500 POST /orders/{order_id}/split"  # type: ignore[index]
+    assert card_full_title(card) == "🔴 500 POST /orders/{order_id}/split · orders · production"
     for fact in (
         "orders · production",
         "Internal Server Error",
@@ -110,7 +112,7 @@ def test_when_nothing_fits_a_minimal_card_still_goes_out(tmp_path: Path) -> None
     renderer = CardRenderer(template)
     rendered = renderer.render(build_view(sample_event(), "f", None, Redactor()), SETTINGS)
     assert rendered.size <= CARD_BUDGET
-    assert rendered.card["header"]["title"]["content"].startswith("500 POST")  # type: ignore[index]
+    assert card_full_title(rendered.card) == "🔴 500 POST /orders/{order_id}/split · orders · production"
 
 
 def test_a_template_that_renders_a_mention_from_data_is_refused(tmp_path: Path) -> None:

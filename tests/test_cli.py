@@ -16,7 +16,7 @@ import pytest
 from lark_alert_middleware.cli import main
 from lark_alert_middleware.testing import LarkReceiver
 
-from .conftest import SHARED_REDIS_URL, free_port
+from .conftest import SHARED_REDIS_URL, card_full_title, card_title, free_port
 
 MakeReceiver = Callable[..., LarkReceiver]
 TOKEN = "tok-3f9a1c"
@@ -97,7 +97,7 @@ def test_send_test_posts_a_sample_card_and_says_lark_accepted_it(
     code, out, err = run(capsys, "send-test")
     assert code == 0, err
     [card] = webhook.cards
-    assert card["header"]["title"]["content"] == "500 POST /orders/{order_id}/split"
+    assert card_title(card) == "500 POST /orders/{order_id}/split"
     assert "app (test card from lark-alert send-test)" in html.unescape(json.dumps(card))
     assert "Lark accepted the card: success (HTTP 200, code 0)" in out
     assert "(signed)" in out and TOKEN not in out
@@ -157,8 +157,7 @@ def test_preview_prints_the_sample_card_as_json(
     code, out, _ = run(capsys, "preview")
     assert code == 0
     card = json.loads(out)
-    assert card["header"]["title"]["content"] == "500 POST /orders/{order_id}/split"
-    assert "orders · production" in json.dumps(card, ensure_ascii=False)
+    assert card_full_title(card) == "🔴 500 POST /orders/{order_id}/split · orders · production"
 
 
 EVENT = {
@@ -176,7 +175,7 @@ def test_preview_renders_a_given_event(tmp_path: Path, capsys: pytest.CaptureFix
     code, out, _ = run(capsys, "preview", "--event", str(event_file))
     assert code == 0
     card = json.loads(out)
-    assert (card["header"]["title"]["content"], card["header"]["template"]) == (
+    assert (card_title(card), card["header"]["template"]) == (
         "404 GET /items/{item_id}",
         "orange",
     )
@@ -188,7 +187,7 @@ def test_preview_reads_an_event_from_stdin(
 ) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(EVENT)))
     code, out, _ = run(capsys, "preview", "--event", "-")
-    assert code == 0 and json.loads(out)["header"]["title"]["content"] == "404 GET /items/{item_id}"
+    assert code == 0 and card_title(json.loads(out)) == "404 GET /items/{item_id}"
 
 
 def test_preview_names_what_is_wrong_with_an_event(

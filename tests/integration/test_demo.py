@@ -46,7 +46,7 @@ def test_demo_once_with_redis_reports_one_alert_per_kind_of_failure(
     assert f"Dedup:  Redis at REDIS_URL, keys under {redis_prefix}" in output
     assert f"8 alerts for {len(CALLS)} failing requests (repeats deduplicated):" in output
     for title in EXPECTED_TITLES:
-        assert f"  {title}\n" in output
+        assert f" {title} · " in output
     assert "Inbox:  http://127.0.0.1:" in output
 
 
