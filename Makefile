@@ -21,7 +21,7 @@ bench: $(VENV)/.installed
 
 # Retakes the README's picture of the inbox (docs/inbox.png) with the browser test.
 screenshot: $(VENV)/.installed
-	SCREENSHOT=docs/inbox.png $(BIN)/python -m pytest -q tests/integration/test_inbox_browser.py
+	SCREENSHOT=docs/inbox.png SCREENSHOT_CARD=docs/card.png $(BIN)/python -m pytest -q tests/integration/test_inbox_browser.py
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -27,12 +27,11 @@ from .delivery import Alert, Delivery, LarkSink, LogSink, Sink
 from .digest import Digest, DigestSummary
 from .event import ErrorEvent
 from .lark import LarkWebhook
-from .markup import mention_markup
 from .redact import Redactor
 from .stats import AlerterStats, Counters
 from .suppression import SuppressionWindows
 from .throttle import FallbackRateBudget, InProcessRateBudget, RateBudget, RedisRateBudget
-from .view import CardSettings, Repeats, build_view
+from .view import CardSettings, Repeats, build_view, card_settings
 
 logger = logging.getLogger("lark_alert_middleware")
 
@@ -99,7 +98,6 @@ class Alerter:
         self.digest = Digest()
         self._renderer = renderer
         self._redactor = redactor
-        self._mentions = mention_markup(settings.mention)
         self._window_seconds = settings.rate_limit
         self._windows = SuppressionWindows(settings.dedup_capacity)
         # Events handed off but not yet decided, and every unit of work not yet finished.
@@ -279,13 +277,7 @@ class Alerter:
                     logger.exception("lark_alert_middleware: could not record repeat counts")
 
     def card_settings(self) -> CardSettings:
-        return CardSettings(
-            self.service,
-            self.settings.environment,
-            self.settings.seq_url,
-            self.settings.keyword,
-            self._mentions,
-        )
+        return card_settings(self.settings, self.service)
 
     async def shutdown(self) -> None:
         """At exit, on the alerter thread: finish pending alerts within the timeout, log the counters."""

@@ -25,11 +25,10 @@ from .config import AlertSettings, ConfigurationError, load_settings
 from .event_json import event_from_json
 from .fingerprint import default_fingerprint
 from .lark import LarkAnswer, LarkWebhook, Outcome, redact_url
-from .markup import mention_markup
 from .preview import ShownCard, page_html
 from .redact import Redactor
 from .sample import sample_view
-from .view import AlertView, CardSettings, build_view
+from .view import AlertView, CardSettings, build_view, card_settings
 
 OK, PROBLEM, USAGE = 0, 1, 2
 LARK_HOSTS = frozenset({"open.larksuite.com", "open.feishu.cn", "open.larkoffice.com"})
@@ -41,13 +40,7 @@ class Problem(Exception):
 
 
 def _card_settings(settings: AlertSettings, service_note: str = "") -> CardSettings:
-    return CardSettings(
-        (settings.service or "app") + service_note,
-        settings.environment,
-        settings.seq_url,
-        settings.keyword,
-        mention_markup(settings.mention),
-    )
+    return card_settings(settings, (settings.service or "app") + service_note)
 
 
 def _checked_renderer(settings: AlertSettings) -> CardRenderer:

@@ -78,6 +78,7 @@ class AlertSettings(BaseSettings):
     service: str | None = Field(None, validation_alias="LARK_ALERT_SERVICE")
     environment: str = Field("production", min_length=1, validation_alias="LARK_ALERT_ENV")
     seq_url: str | None = Field(None, validation_alias="SEQ_URL")
+    trace_url: str | None = Field(None, validation_alias="LARK_ALERT_TRACE_URL")
     mention: CommaList = Field((), validation_alias="LARK_ALERT_MENTION")
     redact_fields: CommaList = Field((), validation_alias="LARK_ALERT_REDACT_FIELDS")
     shutdown_timeout: float = Field(5.0, ge=0, le=300, validation_alias="LARK_ALERT_SHUTDOWN_TIMEOUT")
@@ -137,9 +138,9 @@ class AlertSettings(BaseSettings):
                 raise ValueError(f"{target!r} is not 'all' or a Lark open_id/user_id")
         return value
 
-    @field_validator("seq_url")
+    @field_validator("seq_url", "trace_url")
     @classmethod
-    def _seq_is_http(cls, value: str | None) -> str | None:
+    def _link_is_http(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         if urlsplit(value.strip()).scheme not in ("http", "https"):
@@ -172,6 +173,7 @@ class AlertOptions(TypedDict, total=False):
     service: str | None
     environment: str
     seq_url: str | None
+    trace_url: str | None
     mention: str | Iterable[str]
     redact_fields: str | Iterable[str]
     shutdown_timeout: float

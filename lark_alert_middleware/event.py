@@ -63,6 +63,7 @@ class ErrorEvent:
     request_body: CapturedBody
     response_body: CapturedBody
     exception: BaseException | None
+    trace_id: str | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of a request header, by case-insensitive name."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from .event import CapturedBody, ErrorEvent
 from .fingerprint import fingerprint_of
 from .redact import Redactor
-from .view import AlertView, Repeats, build_view
+from .view import AlertView, ExceptionView, Repeats, build_view
 
 
 def _sample_exception() -> ZeroDivisionError:
@@ -45,7 +46,19 @@ def sample_event() -> ErrorEvent:
     )
 
 
+# A traceback as a service would have it: the real one would show where this package is installed.
+SAMPLE_TRACEBACK = """Traceback (most recent call last):
+  File "/srv/shop/orders/api.py", line 88, in split_order
+    shares = split_total(order.total, parts=body.quantity)
+  File "/srv/shop/orders/pricing.py", line 31, in split_total
+    return total // parts
+           ~~~~~~^^~~~~~
+ZeroDivisionError: integer division or modulo by zero"""
+
+
 def sample_view(redactor: Redactor) -> AlertView:
     event = sample_event()
     fingerprint = fingerprint_of(event.method, event.route, event.status_code, event.exception)
-    return build_view(event, fingerprint, Repeats(3, 1_767_225_540.0), redactor)
+    view = build_view(event, fingerprint, Repeats(3, 1_767_225_540.0), redactor)
+    exception = ExceptionView("ZeroDivisionError", "integer division or modulo by zero", SAMPLE_TRACEBACK)
+    return dataclasses.replace(view, exception=exception)

@@ -9,10 +9,11 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+from .config import AlertSettings
 from .digest import DigestSummary
 from .event import ErrorEvent
 from .excerpt import BodyExcerpt, excerpt_body, printable
-from .markup import LarkText
+from .markup import LarkText, mention_markup
 from .redact import Redactor
 
 
@@ -36,6 +37,7 @@ class CardSettings:
     logs_url: str | None = None
     keyword: str | None = None
     mentions: LarkText = NO_MENTIONS
+    trace_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,18 @@ class Sizes:
 
 
 FULL_SIZES = Sizes()
+
+
+def card_settings(settings: AlertSettings, service: str) -> CardSettings:
+    """What the configuration puts on every card of `service`."""
+    return CardSettings(
+        service,
+        settings.environment,
+        settings.seq_url,
+        settings.keyword,
+        mention_markup(settings.mention),
+        settings.trace_url,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +181,9 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
         "request_body": body(view.request_body),
         "response_body": body(view.response_body),
         "exception": exception,
-        "logs_url": _logs_url(card.logs_url, event.request_id),
+        "logs_url": _link(card.logs_url, "{request_id}", event.request_id),
+        "trace_id": event.trace_id,
+        "trace_url": _link(card.trace_url, "{trace_id}", event.trace_id) if event.trace_id else None,
         "repeats": _repeats(view.repeats),
         "mentions": card.mentions if is_error else LarkText(""),
         "keyword": card.keyword,
@@ -217,10 +233,11 @@ def _phrase(status: int) -> str:
         return ""
 
 
-def _logs_url(template: str | None, request_id: str) -> str | None:
+def _link(template: str | None, placeholder: str, value: str | None) -> str | None:
+    """A configured URL with `placeholder` filled in (URL-encoded)."""
     if template is None:
         return None
-    return template.replace("{request_id}", quote(request_id, safe=""))
+    return template.replace(placeholder, quote(value or "", safe=""))
 
 
 def _repeats(repeats: Repeats | None) -> dict[str, Any] | None:

@@ -60,7 +60,9 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def titles(page: Page) -> list[str]:
-    return [title_subject(title.strip()) for title in page.locator("article.lark-card > header").all_inner_texts()]
+    return [
+        title_subject(title.strip()) for title in page.locator("article.lark-card > header").all_inner_texts()
+    ]
 
 
 def test_the_inbox_shows_the_demo_cards_as_lark_would_newest_first(
@@ -108,3 +110,24 @@ def test_the_inbox_shows_the_demo_cards_as_lark_would_newest_first(
     assert card_title(json.loads(raw.inner_text())) == "422 GET /search"
 
     assert demo.interrupt() == 0, demo.output()
+
+
+def test_the_default_card_preview_reads_well_on_a_phone_sized_screen(browser: Browser, tmp_path: Path) -> None:
+    from lark_alert_middleware.cli import main
+
+    page_file = tmp_path / "card.html"
+    assert main(["preview", "--html", str(page_file)]) == 0
+    phone = browser.new_page(viewport={"width": 420, "height": 1400})
+    try:
+        phone.goto(page_file.as_uri())
+        card = phone.locator("article.lark-card").first
+        assert title_subject(card.locator("header").inner_text().strip()) == "500 POST /orders/{order_id}/split"
+        assert card.locator("header").evaluate("element => getComputedStyle(element).backgroundColor") == RED
+        assert card.locator("pre code", has_text="ZeroDivisionError").count() >= 1
+        assert "[redacted authorization]" in card.inner_text()
+        # Nothing overflows the screen sideways except inside scrollable code blocks.
+        assert phone.evaluate("document.documentElement.scrollWidth") <= 420
+        if os.environ.get("SCREENSHOT_CARD"):
+            card.screenshot(path=os.environ["SCREENSHOT_CARD"])
+    finally:
+        phone.close()
