@@ -135,3 +135,50 @@ def test_escapes_use_numeric_entities() -> None:
     assert escape_markdown("<at id=all>") == "&#60;at id=all&#62;"
     assert escape_code("```<x>") == "&#96;&#96;&#96;&#60;x&#62;"
     assert escape_code("[a](b) [1, 2] (3)") == "[a]&#40;b) [1, 2] (3)"
+
+
+def test_a_megabyte_of_single_line_json_shows_its_start_and_its_size() -> None:
+    document = json.dumps({"items": [{"id": index, "name": "x" * 20} for index in range(30_000)]}).encode()
+    assert len(document) > 1_000_000 and b"\n" not in document
+    card = render(request_body=CapturedBody(document[:8192], len(document), "application/json"))
+    text = all_text(card)
+    assert f"first 8,192 of {len(document):,} bytes" in text
+    assert '{\\"items\\": [{\\"id\\": 0' in text
+
+
+def test_when_content_is_cut_the_facts_that_identify_the_error_stay() -> None:
+    huge = ("y" * 5000).encode()
+    event = dataclasses.replace(
+        sample_event(),
+        headers=tuple((f"x-h-{index}", "v" * 300) for index in range(300)),
+        request_body=CapturedBody(huge, 10**6, "text/plain"),
+        response_body=CapturedBody(huge, 10**6, "text/plain"),
+        exception=ValueError("m" * 10_000),
+    )
+    rendered = CardRenderer().render(build_view(event, "POST /orders 500", None, Redactor()), SETTINGS)
+    text = all_text(rendered.card)
+    assert rendered.size <= CARD_BUDGET
+    for fact in ("500 POST /orders/{order_id}/split", "3f1c2d9e8b7a4c6d", "500 Internal Server Error"):
+        assert fact in text
+    assert "characters not shown" in text
+
+
+def test_binary_and_compressed_bodies_are_described() -> None:
+    import gzip
+
+    packed = gzip.compress(b'{"error": "inventory down"}')
+    card = render(
+        request_body=CapturedBody(bytes(range(256)), 256, "application/octet-stream"),
+        response_body=CapturedBody(packed, len(packed), "application/json", "gzip"),
+    )
+    text = all_text(card)
+    assert "binary, 256 bytes, application/octet-stream" in text
+    assert "inventory down" in text and "gzip&#45;decoded" in text
+
+
+def test_invisible_and_reordering_characters_are_made_visible() -> None:
+    tricky = "pay\u202egnp.exe\u2028next\x1b[2J"
+    card = render(request_body=CapturedBody(tricky.encode(), len(tricky.encode()), "text/plain"))
+    text = all_text(card)
+    assert "\u202e" not in text and "\u2028" not in text and "\x1b" not in text
+    assert "\\\\u202e" in text and "\\\\u2028" in text and "\\\\u001b" in text
