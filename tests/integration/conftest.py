@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from ..conftest import free_port, wait_until
+from ..servers import Server, start_uvicorn
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def terminate(self) -> str:
-        """SIGTERM (what an orchestrator sends), wait for exit, return what the server printed."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
-        return self.output()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/ok", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+__all__ = ["Server", "serve"]
 
 
 @pytest.fixture
@@ -48,37 +18,10 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
     def start(workers: int = 1, app: str = "tests.integration.served_app:app", **environment: str) -> Server:
-        port = free_port()
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("LARK_", "REDIS_URL"))}
-        env.update(environment)
-        env["PYTHONPATH"] = str(REPO)
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ]
-        # A file, not a pipe: hundreds of logged tracebacks would fill a pipe and block the server.
-        log = tmp_path / f"uvicorn-{port}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(command, env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
-        server = Server(f"http://127.0.0.1:{port}", process, log)
+        server = start_uvicorn(app, tmp_path, environment, workers=workers)
         started.append(server)
-        wait_until(lambda: _answers(server.url) or process.poll() is not None, timeout=60, what="uvicorn")
-        if process.poll() is not None:
-            raise AssertionError(f"uvicorn exited: {server.output()}")
         return server
 
     yield start
     for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait(timeout=30)
+        server.kill()
