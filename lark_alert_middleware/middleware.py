@@ -55,12 +55,14 @@ class RequestBodyTee:
 
 
 class ResponseCapture:
-    """What a failing response sent: its headers and its body's first bytes."""
+    """What a failing response sent: how its body is typed and encoded, and the body's first bytes."""
 
-    __slots__ = ("body", "headers")
+    __slots__ = ("body", "content_encoding", "content_type")
 
     def __init__(self, headers: Any, limit: int) -> None:
-        self.headers = headers
+        # Read now: middlewares outside ours may edit the header list after it passed (GZip does).
+        self.content_type = _header(headers, b"content-type")
+        self.content_encoding = _header(headers, b"content-encoding")
         self.body = BodyBuffer(limit)
 
     def add(self, message: Message) -> None:
@@ -327,8 +329,7 @@ def _freeze(buffer: BodyBuffer | None, headers: tuple[tuple[str, str], ...]) -> 
 def _freeze_response(capture: ResponseCapture | None) -> CapturedBody:
     if capture is None or capture.body.size == 0:
         return NO_BODY
-    headers = capture.headers
-    return capture.body.freeze(_header(headers, b"content-type"), _header(headers, b"content-encoding"))
+    return capture.body.freeze(capture.content_type, capture.content_encoding)
 
 
 def _compile_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
