@@ -34,6 +34,10 @@ class OrderError(Exception):
     """Turned into a 409 by an exception handler."""
 
 
+class UpstreamError(Exception):
+    """Turned into a 502 by an exception handler."""
+
+
 def blocks(size: int) -> Iterator[bytes]:
     """`size` bytes of the repeating pattern, in 64 KiB pieces."""
     sent = 0
@@ -87,6 +91,10 @@ def build_app(observed: bool, files: Path, layout: Layout = "plain", **options: 
     async def order_error(request: Request, exception: OrderError) -> JSONResponse:
         return JSONResponse({"error": str(exception)}, status_code=409)
 
+    @app.exception_handler(UpstreamError)
+    async def upstream_error(request: Request, exception: UpstreamError) -> JSONResponse:
+        return JSONResponse({"error": str(exception)}, status_code=502, headers={"retry-after": "5"})
+
     @app.api_route("/ok", methods=["GET", "HEAD"])
     async def ok() -> dict[str, bool]:
         return {"ok": True}
@@ -102,6 +110,14 @@ def build_app(observed: bool, files: Path, layout: Layout = "plain", **options: 
     @app.get("/conflict")
     async def conflict() -> None:
         raise OrderError("order 7 was changed meanwhile")
+
+    @app.get("/upstream")
+    async def upstream() -> None:
+        raise UpstreamError("the payment service timed out")
+
+    @app.get("/session")
+    async def session(request: Request) -> dict[str, Any]:
+        return {"visits": request.session.get("visits", 0)}
 
     @app.get("/crash")
     async def crash() -> None:
