@@ -39,10 +39,10 @@ class UpstreamError(Exception):
 
 
 def blocks(size: int) -> Iterator[bytes]:
-    """`size` bytes of the repeating pattern, in 64 KiB pieces."""
+    """`size` bytes of the repeating pattern, in 64 KiB pieces: new objects, as a socket would give."""
     sent = 0
     while sent < size:
-        piece = BLOCK[: min(len(BLOCK), size - sent)]
+        piece = bytes(memoryview(BLOCK)[: min(len(BLOCK), size - sent)])
         sent += len(piece)
         yield piece
 
