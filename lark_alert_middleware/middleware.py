@@ -136,8 +136,8 @@ class LarkAlertMiddleware:
                 capture.add(message)
             elif not status and message["type"] == "http.response.start":
                 status = message["status"]
-                if status in self._alerting_statuses:
-                    capture = self._start_capture(scope, status, message)
+                if status in self._alerting_statuses and not self._is_known_repeat(scope, status):
+                    capture = ResponseCapture(message.get("headers"), self._body_limit)
             return send(message)
 
         try:
@@ -151,29 +151,27 @@ class LarkAlertMiddleware:
         if capture is not None:
             self._report(scope, status, None, started, request_tee, capture)
 
-    def _start_capture(self, scope: Scope, status: int, start: Message) -> ResponseCapture | None:
-        """A capture for an alerting response; None for a known repeat, counted and captured no further."""
-        if self._excluded is not None and self._excluded.match(scope.get("path", "")):
-            return None
-        if self._fingerprint is None:
-            assert self.alerter is not None
-            if self.alerter.is_repeat(self._route_fingerprint(scope, status)):
-                return None
-        return ResponseCapture(start.get("headers"), self._body_limit)
+    def _is_known_repeat(self, scope: Scope, status: int) -> bool:
+        """An excluded path, or an error whose window this process knows is open (then counted).
 
-    def _route_fingerprint(self, scope: Scope, status: int) -> str:
-        """The default fingerprint of a response without exception, remembered per route and status."""
+        The fingerprint is remembered per route object, method and status: a storm of one error
+        costs two dictionary lookups here.
+        """
+        if self._excluded is not None and self._excluded.match(scope.get("path", "")):
+            return True
+        if self._fingerprint is not None:
+            return False  # a custom fingerprint needs the whole event
         route = scope.get("route")
         method = scope["method"]
         key = (id(route), method, status, scope.get("root_path", ""), scope.get("app_root_path"))
         known = self._fingerprints.get(key)
-        if known is not None and known[0] is route:  # the same route object, not one reusing its id
-            return known[1]
-        fingerprint = fingerprint_of(method, route_template(scope), status, None)
-        if len(self._fingerprints) >= FINGERPRINTS_REMEMBERED:
-            self._fingerprints.clear()  # odd methods or mounts: start over rather than grow
-        self._fingerprints[key] = (route, fingerprint)
-        return fingerprint
+        if known is None or known[0] is not route:  # new, or another route reusing a dead one's id
+            known = (route, fingerprint_of(method, route_template(scope), status, None))
+            if len(self._fingerprints) >= FINGERPRINTS_REMEMBERED:
+                self._fingerprints.clear()  # odd methods or mounts: start over rather than grow
+            self._fingerprints[key] = known
+        assert self.alerter is not None
+        return self.alerter.is_repeat(known[1])
 
     def _report(
         self,
@@ -192,13 +190,11 @@ class LarkAlertMiddleware:
             duration = time.perf_counter() - started
             request_body = request_tee.body if request_tee is not None else None
             event = None
-            if self._fingerprint is not None:
+            if self._fingerprint is None:
+                fingerprint = fingerprint_of(scope["method"], route_template(scope), status, exception)
+            else:
                 event = self._capture(scope, status, exception, duration, request_body, capture)
                 fingerprint = self._custom_fingerprint(event)
-            elif exception is None:
-                fingerprint = self._route_fingerprint(scope, status)
-            else:
-                fingerprint = fingerprint_of(scope["method"], route_template(scope), status, exception)
             if alerter.is_repeat(fingerprint):
                 return
             if event is None:
