@@ -104,8 +104,8 @@ async def trial(variants: tuple[str, ...], rounds: int, requests: int) -> dict[s
 TRIAL_GROUPS = (("lark", "base"), ("sentry",))
 
 
-def in_process(trials: int, rounds: int, requests: int) -> dict[str, dict[str, tuple[float, float]]]:
-    """Per route and variant: (median µs/request, median ratio to bare) over fresh-process trials."""
+def in_process(trials: int, rounds: int, requests: int) -> dict[str, dict[str, tuple[float, list[float]]]]:
+    """Per route and variant: (median µs/request, each trial's ratio to its bare app)."""
     runs: dict[str, list[dict[str, dict[str, float]]]] = {variant: [] for variant in VARIANTS}
     for number in range(1, trials + 1):
         for group in TRIAL_GROUPS:
@@ -116,12 +116,12 @@ def in_process(trials: int, rounds: int, requests: int) -> dict[str, dict[str, t
             run = json.loads(output.strip().splitlines()[-1])
             for variant in group if "sentry" in group else ("bare", *group):
                 runs[variant].append(run)
-    table: dict[str, dict[str, tuple[float, float]]] = {}
+    table: dict[str, dict[str, tuple[float, list[float]]]] = {}
     for route in ROUTES:
         table[route] = {
             variant: (
                 statistics.median(run[route][variant] for run in runs[variant]),
-                statistics.median(run[route][variant] / run[route]["bare"] for run in runs[variant]),
+                sorted(run[route][variant] / run[route]["bare"] for run in runs[variant]),
             )
             for variant in VARIANTS
         }
@@ -268,17 +268,21 @@ def main() -> None:
     sections = []
     if not arguments.no_in_process:
         table = in_process(arguments.trials, arguments.rounds, arguments.requests)
-        rows = [header()]
+        rows, spreads = [header()], []
         for route, result in table.items():
+            median = {variant: statistics.median(result[variant][1]) for variant in VARIANTS}
             cells = [f"{result['bare'][0]:.1f} µs"] + [
-                f"{result[v][0]:.1f} µs ({result[v][1]:.3f})" for v in VARIANTS[1:]
+                f"{result[v][0]:.1f} µs ({median[v]:.3f})" for v in VARIANTS[1:]
             ]
             rows.append(f"| {ROUTES[route]} | " + " | ".join(cells) + " |")
-            ratios[(route, "in process")] = {variant: result[variant][1] for variant in VARIANTS}
+            ratios[(route, "in process")] = median
+            spreads.append(f"{ROUTES[route]}: " + ", ".join(f"{ratio:.3f}" for ratio in result["lark"][1]))
         sections.append(
             f"In process, µs/request (ratio to bare): median of {arguments.trials} fresh-process trials, "
             f"each {arguments.rounds} interleaved rounds of {arguments.requests} requests\n\n"
             + "\n".join(rows)
+            + "\n\nlark-alert-middleware's ratio in each trial: "
+            + "; ".join(spreads)
         )
     if not arguments.no_http:
         generator = "wrk" if shutil.which("wrk") else "benchmarks/loadgen.py"
