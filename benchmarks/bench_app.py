@@ -6,6 +6,8 @@
   a DSN on a closed loopback port and a transport that drops everything.
 - `base`: with a BaseHTTPMiddleware doing the same job as ours: the same dedup, the same capped
   capture of request and response bodies, the same hand-off to the alerter.
+- `floor` (in process only, for reference): a pure ASGI middleware that reads the status and
+  nothing else, the least any middleware that reports failing responses must cost.
 
 `uvicorn --app-dir benchmarks bench_app:app` serves the variant named by BENCH_VARIANT.
 """
@@ -24,7 +26,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Router
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lark_alert_middleware import ErrorEvent, LarkAlertMiddleware
 from lark_alert_middleware.alerter import Alerter
@@ -41,6 +43,7 @@ LABELS = {
     "lark": "lark-alert-middleware",
     "sentry": "sentry-sdk",
     "base": "BaseHTTPMiddleware",
+    "floor": "status-only pure ASGI middleware",
 }
 WINDOW_SECONDS = 3600  # every repeat of the 404 falls in one dedup window
 _STARLETTE_CALL = Starlette.__call__  # before sentry-sdk, set up later in the same process, patches it
@@ -77,6 +80,32 @@ def init_sentry() -> None:
 
     # Port 9 on loopback has no listener, and the transport would not use it anyway.
     sentry_sdk.init(dsn="http://public@127.0.0.1:9/1", transport=DropEverything, traces_sample_rate=None)
+
+
+class StatusOnlyMiddleware:
+    """Times the request and reads the response status through a closure around `send`; no more."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.alerting = frozenset(range(400, 600))
+        self.failing_seconds = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        def read_status(message: Message) -> Awaitable[None]:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            return send(message)
+
+        await self.app(scope, receive, read_status)
+        if status in self.alerting:
+            self.failing_seconds += time.perf_counter() - started
 
 
 class CapturingMiddleware(BaseHTTPMiddleware):
@@ -170,6 +199,8 @@ def build_app(variant: str) -> FastAPI:
         app.add_middleware(LarkAlertMiddleware, rate_limit=WINDOW_SECONDS)
     elif variant == "base":
         app.add_middleware(CapturingMiddleware)
+    elif variant == "floor":
+        app.add_middleware(StatusOnlyMiddleware)
     return app
 
 

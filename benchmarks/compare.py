@@ -101,12 +101,12 @@ async def trial(variants: tuple[str, ...], rounds: int, requests: int) -> dict[s
 
 
 # sentry-sdk patches Starlette for the whole process: it gets processes of its own.
-TRIAL_GROUPS = (("lark", "base"), ("sentry",))
+TRIAL_GROUPS = (("lark", "base", "floor"), ("sentry",))
 
 
 def in_process(trials: int, rounds: int, requests: int) -> dict[str, dict[str, tuple[float, list[float]]]]:
     """Per route and variant: (median µs/request, each trial's ratio to its bare app)."""
-    runs: dict[str, list[dict[str, dict[str, float]]]] = {variant: [] for variant in VARIANTS}
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {variant: [] for variant in (*VARIANTS, "floor")}
     for number in range(1, trials + 1):
         for group in TRIAL_GROUPS:
             print(f"  in-process trial {number}/{trials}: {', '.join(group)}", file=sys.stderr, flush=True)
@@ -123,7 +123,7 @@ def in_process(trials: int, rounds: int, requests: int) -> dict[str, dict[str, t
                 statistics.median(run[route][variant] for run in runs[variant]),
                 sorted(run[route][variant] / run[route]["bare"] for run in runs[variant]),
             )
-            for variant in VARIANTS
+            for variant in runs
         }
     return table
 
@@ -268,7 +268,7 @@ def main() -> None:
     sections = []
     if not arguments.no_in_process:
         table = in_process(arguments.trials, arguments.rounds, arguments.requests)
-        rows, spreads = [header()], []
+        rows, spreads, floors = [header()], [], []
         for route, result in table.items():
             median = {variant: statistics.median(result[variant][1]) for variant in VARIANTS}
             cells = [f"{result['bare'][0]:.1f} µs"] + [
@@ -277,12 +277,15 @@ def main() -> None:
             rows.append(f"| {ROUTES[route]} | " + " | ".join(cells) + " |")
             ratios[(route, "in process")] = median
             spreads.append(f"{ROUTES[route]}: " + ", ".join(f"{ratio:.3f}" for ratio in result["lark"][1]))
+            floors.append(f"{ROUTES[route]}: {statistics.median(result['floor'][1]):.3f}")
         sections.append(
             f"In process, µs/request (ratio to bare): median of {arguments.trials} fresh-process trials, "
             f"each {arguments.rounds} interleaved rounds of {arguments.requests} requests\n\n"
             + "\n".join(rows)
             + "\n\nlark-alert-middleware's ratio in each trial: "
             + "; ".join(spreads)
+            + "\nFor reference, a pure ASGI middleware that only reads the status (bench_app.py): "
+            + "; ".join(floors)
         )
     if not arguments.no_http:
         generator = "wrk" if shutil.which("wrk") else "benchmarks/loadgen.py"
