@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,6 @@ class Seen:
     error: str | None = None  # the exception the client got, after whatever arrived before it
 
     def json(self) -> Any:
-        import json
-
         return json.loads(self.body)
 
     def header(self, name: str) -> str | None:
@@ -162,11 +161,7 @@ class Pair:
     transport: str
     bare: Client
     observed: Client
-    bare_app: FastAPI | None = None  # in process only
-    observed_app: FastAPI | None = None
-    bare_server: Server | None = None  # through uvicorn only
-    observed_server: Server | None = None
-    bare_url: str = ""
+    bare_url: str = ""  # through uvicorn only
     observed_url: str = ""
 
     def both(self, method: str, path: str, **options: Any) -> tuple[Seen, Seen]:
@@ -240,7 +235,7 @@ def in_process_pair(transport: str, bare_app: FastAPI, observed_app: FastAPI) ->
         in_process_client(transport, bare_app) as bare,
         in_process_client(transport, observed_app) as observed,
     ):
-        yield Pair(transport, bare, observed, bare_app=bare_app, observed_app=observed_app)
+        yield Pair(transport, bare, observed)
 
 
 @dataclass
@@ -320,15 +315,7 @@ def uvicorn_client(url: str) -> httpx.Client:
 @contextlib.contextmanager
 def uvicorn_pair(bare: Server, observed: Server) -> Iterator[Pair]:
     with uvicorn_client(bare.url) as bare_client, uvicorn_client(observed.url) as observed_client:
-        yield Pair(
-            "uvicorn",
-            SyncClient(bare_client),
-            SyncClient(observed_client),
-            bare_server=bare,
-            observed_server=observed,
-            bare_url=bare.url,
-            observed_url=observed.url,
-        )
+        yield Pair("uvicorn", SyncClient(bare_client), SyncClient(observed_client), bare.url, observed.url)
 
 
 @pytest.fixture(scope="module", params=TRANSPORTS)
