@@ -16,8 +16,9 @@ check: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/compare.py
 
 # Retakes the README's picture of the inbox (docs/inbox.png) with the browser test.
 screenshot: $(VENV)/.installed
@@ -27,4 +28,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+# sentry-sdk, for the comparison; wrk (apt-get install wrk) is used when present.
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	touch $@

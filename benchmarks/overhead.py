@@ -2,8 +2,8 @@
 
     python benchmarks/overhead.py [--rounds 30] [--requests 2000]
 
-Drives two identical FastAPI apps (bare, and with LarkAlertMiddleware) through the ASGI
-interface directly, alternating rounds so that both see the same machine state, and
+Drives two identical FastAPI apps (bare, and with LarkAlertMiddleware; see bench_app.py) through
+the ASGI interface directly, alternating rounds so that both see the same machine state, and
 prints the median µs/request of each and their ratio for a 2xx route and for a 404 route
 whose alert is already deduplicated (the path a storm of one error takes).
 """
@@ -12,31 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import statistics
 import time
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from bench_app import build_app
 from starlette.types import ASGIApp, Message
-
-from lark_alert_middleware import LarkAlertMiddleware
-
-
-def build_app(with_middleware: bool) -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/ok/{item_id}")
-    async def ok(item_id: int) -> dict[str, int]:
-        return {"item_id": item_id}
-
-    @app.get("/missing/{item_id}")
-    async def missing(item_id: int) -> None:
-        raise HTTPException(status_code=404, detail="not found")
-
-    if with_middleware:
-        app.add_middleware(LarkAlertMiddleware, rate_limit=3600)
-    return app
 
 
 def scope_for(path: str) -> dict[str, Any]:
@@ -73,7 +54,7 @@ async def round_us(app: ASGIApp, path: str, requests: int) -> float:
 
 
 async def measure(rounds: int, requests: int) -> dict[str, dict[str, float]]:
-    apps = {"bare": build_app(False), "middleware": build_app(True)}
+    apps = {"bare": build_app("bare"), "middleware": build_app("lark")}
     results: dict[str, dict[str, float]] = {}
     for route in ("/ok/1", "/missing/1"):
         for app in apps.values():  # warm up: build stacks, first alert, caches
@@ -93,7 +74,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--requests", type=int, default=2000)
     arguments = parser.parse_args()
-    logging.getLogger("lark_alert_middleware").setLevel(logging.ERROR)
     results = asyncio.run(measure(arguments.rounds, arguments.requests))
     print(f"{'route':<28}{'bare µs/req':>12}{'with µs/req':>13}{'ratio':>8}")
     labels = {"/ok/1": "2xx", "/missing/1": "404, deduplicated"}

@@ -1,7 +1,7 @@
 """The ASGI middleware: tees receive and send, builds an event for failing requests, hands it off.
 
-Nothing here waits on the network. A request that succeeds costs a timestamp, two small
-closures and a status lookup; a repeat of a known error adds one dictionary lookup.
+Nothing here waits on the network. A request that succeeds costs a timestamp, one small
+closure and a status lookup; a repeat of a known error adds two dictionary lookups.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,6 +33,8 @@ logger = logging.getLogger("lark_alert_middleware")
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 # Requests that carry no body by convention: their `receive` is passed through unwrapped.
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
+# Distinct (route, method, status) fingerprints kept on the request path; real apps have far fewer.
+FINGERPRINTS_REMEMBERED = 1024
 
 
 class RequestBodyTee:
@@ -49,6 +52,23 @@ class RequestBodyTee:
         if chunk:
             self.body.add(chunk)
         return message
+
+
+class ResponseCapture:
+    """What a failing response sent: how its body is typed and encoded, and the body's first bytes."""
+
+    __slots__ = ("body", "content_encoding", "content_type")
+
+    def __init__(self, headers: Any, limit: int) -> None:
+        # Read now: middlewares outside ours may edit the header list after it passed (GZip does).
+        self.content_type = _header(headers, b"content-type")
+        self.content_encoding = _header(headers, b"content-encoding")
+        self.body = BodyBuffer(limit)
+
+    def add(self, message: Message) -> None:
+        chunk = message.get("body")
+        if chunk:
+            self.body.add(chunk)
 
 
 class LarkAlertMiddleware:
@@ -71,6 +91,7 @@ class LarkAlertMiddleware:
         self.alerter: Alerter | None = None
         self.configuration_error: ConfigurationError | None = None
         self._fingerprint = fingerprint
+        self._fingerprints: dict[tuple[int, str, int, str, str | None], tuple[object, str]] = {}
         try:
             self.settings = load_settings(**options)
             self._configure(self.settings, scrub)
@@ -101,50 +122,56 @@ class LarkAlertMiddleware:
             await self._not_observed(scope, receive, send)
             return
 
+        # Every request pays for what follows: few locals, few cells, no objects it does not need.
         started = perf_counter()
         status = 0
-        response_body: BodyBuffer | None = None
-        response_headers: Any = None
-        alerting = self._alerting_statuses
+        capture: ResponseCapture | None = None
         request_tee = None
         if scope["method"] not in BODYLESS_METHODS:
             receive = request_tee = RequestBodyTee(receive, self._body_limit)
 
         def send_and_capture(message: Message) -> Awaitable[None]:
-            nonlocal status, response_body, response_headers
-            if message["type"] == "http.response.start":
+            nonlocal status, capture
+            if capture is not None:
+                capture.add(message)
+            elif not status and message["type"] == "http.response.start":
                 status = message["status"]
-                # A known repeat is counted now and captures nothing: storms stay cheap.
-                if status in alerting and not self._is_known_repeat(scope, status):
-                    response_headers = message.get("headers")
-                    response_body = BodyBuffer(self._body_limit)
-            elif response_body is not None:
-                chunk = message.get("body")
-                if chunk:
-                    response_body.add(chunk)
+                if status in self._alerting_statuses and not self._is_known_repeat(scope, status):
+                    capture = ResponseCapture(message.get("headers"), self._body_limit)
             return send(message)
 
         try:
             await self.app(scope, receive, send_and_capture)
+        except ClientDisconnect:
+            raise  # the client went away: nothing failed on our side
         except Exception as exception:
             # What ServerErrorMiddleware will send if nothing was sent yet.
-            request_body = request_tee.body if request_tee is not None else None
-            self._report(
-                scope, status or 500, exception, started, request_body, response_body, response_headers
-            )
+            self._report(scope, status or 500, exception, started, request_tee, capture)
             raise
-        if response_body is not None:
-            request_body = request_tee.body if request_tee is not None else None
-            self._report(scope, status, None, started, request_body, response_body, response_headers)
+        if capture is not None:
+            self._report(scope, status, None, started, request_tee, capture)
 
     def _is_known_repeat(self, scope: Scope, status: int) -> bool:
-        """An excluded path, or an error whose window this process knows is open (then counted)."""
+        """An excluded path, or an error whose window this process knows is open (then counted).
+
+        The fingerprint is remembered per route object, method and status: a storm of one error
+        costs two dictionary lookups here.
+        """
         if self._excluded is not None and self._excluded.match(scope.get("path", "")):
             return True
         if self._fingerprint is not None:
             return False  # a custom fingerprint needs the whole event
+        route = scope.get("route")
+        method = scope["method"]
+        key = (id(route), method, status, scope.get("root_path", ""), scope.get("app_root_path"))
+        known = self._fingerprints.get(key)
+        if known is None or known[0] is not route:  # new, or another route reusing a dead one's id
+            known = (route, fingerprint_of(method, route_template(scope), status, None))
+            if len(self._fingerprints) >= FINGERPRINTS_REMEMBERED:
+                self._fingerprints.clear()  # odd methods or mounts: start over rather than grow
+            self._fingerprints[key] = known
         assert self.alerter is not None
-        return self.alerter.is_repeat(fingerprint_of(scope["method"], route_template(scope), status, None))
+        return self.alerter.is_repeat(known[1])
 
     def _report(
         self,
@@ -152,9 +179,8 @@ class LarkAlertMiddleware:
         status: int,
         exception: BaseException | None,
         started: float,
-        request_body: BodyBuffer | None,
-        response_body: BodyBuffer | None,
-        response_headers: Any,
+        request_tee: RequestBodyTee | None,
+        capture: ResponseCapture | None,
     ) -> None:
         alerter = self.alerter
         assert alerter is not None
@@ -162,20 +188,17 @@ class LarkAlertMiddleware:
             if self._excluded is not None and self._excluded.match(scope.get("path", "")):
                 return
             duration = time.perf_counter() - started
+            request_body = request_tee.body if request_tee is not None else None
             event = None
             if self._fingerprint is None:
                 fingerprint = fingerprint_of(scope["method"], route_template(scope), status, exception)
             else:
-                event = self._capture(
-                    scope, status, exception, duration, request_body, response_body, response_headers
-                )
+                event = self._capture(scope, status, exception, duration, request_body, capture)
                 fingerprint = self._custom_fingerprint(event)
             if alerter.is_repeat(fingerprint):
                 return
             if event is None:
-                event = self._capture(
-                    scope, status, exception, duration, request_body, response_body, response_headers
-                )
+                event = self._capture(scope, status, exception, duration, request_body, capture)
             alerter.submit(fingerprint, event)
         except Exception:
             alerter.counters.add("dropped")
@@ -196,8 +219,7 @@ class LarkAlertMiddleware:
         exception: BaseException | None,
         duration: float,
         request_body: BodyBuffer | None,
-        response_body: BodyBuffer | None,
-        response_headers: Any,
+        capture: ResponseCapture | None,
     ) -> ErrorEvent:
         assert self.alerter is not None
         if not self._service_known:
@@ -220,7 +242,7 @@ class LarkAlertMiddleware:
             request_id=_request_id(headers),
             status_code=status,
             request_body=_freeze(request_body, headers),
-            response_body=_freeze_response(response_body, response_headers),
+            response_body=_freeze_response(capture),
             exception=exception,
         )
 
@@ -296,10 +318,10 @@ def _freeze(buffer: BodyBuffer | None, headers: tuple[tuple[str, str], ...]) -> 
     return buffer.freeze(content_type, encoding)
 
 
-def _freeze_response(buffer: BodyBuffer | None, headers: Any) -> CapturedBody:
-    if buffer is None or buffer.size == 0:
+def _freeze_response(capture: ResponseCapture | None) -> CapturedBody:
+    if capture is None or capture.body.size == 0:
         return NO_BODY
-    return buffer.freeze(_header(headers, b"content-type"), _header(headers, b"content-encoding"))
+    return capture.body.freeze(capture.content_type, capture.content_encoding)
 
 
 def _compile_patterns(patterns: tuple[str, ...]) -> re.Pattern[str] | None:

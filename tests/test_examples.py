@@ -16,8 +16,9 @@ from lark_alert_middleware.sample import sample_event, sample_view
 from lark_alert_middleware.view import CardSettings, build_view
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.json.j2"))
-SETTINGS = CardSettings("orders", "production", "https://logs.example.com/?q={request_id}",
-                        mentions=mention_markup(("all",)))
+SETTINGS = CardSettings(
+    "orders", "production", "https://logs.example.com/?q={request_id}", mentions=mention_markup(("all",))
+)
 
 
 def test_there_are_examples() -> None:
@@ -33,7 +34,8 @@ def test_example_passes_the_start_up_check(template: Path) -> None:
 def test_example_keeps_request_data_harmless(template: Path) -> None:
     hostile = '<at id=all></at> {{ 7*7 }} "},{"x":" ```'
     event = dataclasses.replace(
-        sample_event(), path=f"/x/{hostile}",
+        sample_event(),
+        path=f"/x/{hostile}",
         response_body=CapturedBody(hostile.encode(), len(hostile), "text/plain"),
         exception=ValueError(hostile),
     )

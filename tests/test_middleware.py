@@ -241,6 +241,28 @@ def test_route_templates_include_mount_prefixes() -> None:
     assert captured["template"] is None
 
 
+async def test_one_route_mounted_twice_is_two_errors_and_repeats_of_each_are_counted(
+    lark_receiver: LarkReceiver,
+) -> None:
+    async def broken(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("down", status_code=503)
+
+    shared = [Route("/status", broken)]
+    app = LarkAlertMiddleware(
+        Starlette(routes=[Mount("/v1", routes=shared), Mount("/v2", routes=shared)]),
+        webhook_url=lark_receiver.url,
+    )
+    async with client_for(app) as client:
+        for path in ("/v1/status", "/v2/status", "/v1/status", "/v2/status", "/v1/status"):
+            assert (await client.get(path)).status_code == 503
+    assert app.alerter is not None and app.alerter.flush(5)
+    assert sorted(card_title(card) for card in lark_receiver.cards) == [
+        "503 GET /v1/status",
+        "503 GET /v2/status",
+    ]
+    assert app.alerter.stats().deduplicated == 3
+
+
 async def test_non_http_scopes_pass_through_untouched() -> None:
     received: list[tuple[Scope, Receive, Send]] = []
 

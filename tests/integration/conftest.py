@@ -1,4 +1,4 @@
-"""Real processes: uvicorn serving the app, with its configuration passed in the environment."""
+"""Real processes: uvicorn serving the app, and `python -m` programs, configured by environment."""
 
 from __future__ import annotations
 
@@ -10,36 +10,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from ..conftest import free_port, wait_until
+from ..conftest import wait_until
+from ..servers import REPO, Server, start_uvicorn
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def terminate(self) -> str:
-        """SIGTERM (what an orchestrator sends), wait for exit, return what the server printed."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
-        return self.output()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+__all__ = ["Process", "Server", "serve", "spawn"]
 
 
 @pytest.fixture
@@ -53,44 +29,13 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         ready_path: str = "/ok",
         **environment: str,
     ) -> Server:
-        port = free_port()
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("LARK_", "REDIS_URL"))}
-        env.update(environment)
-        env["PYTHONPATH"] = str(REPO)
-        command = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ]
-        # A file, not a pipe: hundreds of logged tracebacks would fill a pipe and block the server.
-        log = tmp_path / f"uvicorn-{port}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(command, env=env, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
-        server = Server(f"http://127.0.0.1:{port}", process, log)
+        server = start_uvicorn(app, tmp_path, environment, workers=workers, ready_path=ready_path)
         started.append(server)
-        wait_until(
-            lambda: _answers(server.url + ready_path) or process.poll() is not None,
-            timeout=60,
-            what="uvicorn",
-        )
-        if process.poll() is not None:
-            raise AssertionError(f"uvicorn exited: {server.output()}")
         return server
 
     yield start
     for server in started:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait(timeout=30)
+        server.kill()
 
 
 @dataclass

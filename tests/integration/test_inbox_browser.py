@@ -112,7 +112,9 @@ def test_the_inbox_shows_the_demo_cards_as_lark_would_newest_first(
     assert demo.interrupt() == 0, demo.output()
 
 
-def test_the_default_card_preview_reads_well_on_a_phone_sized_screen(browser: Browser, tmp_path: Path) -> None:
+def test_the_default_card_preview_reads_well_on_a_phone_sized_screen(
+    browser: Browser, tmp_path: Path
+) -> None:
     from lark_alert_middleware.cli import main
 
     page_file = tmp_path / "card.html"
@@ -121,7 +123,9 @@ def test_the_default_card_preview_reads_well_on_a_phone_sized_screen(browser: Br
     try:
         phone.goto(page_file.as_uri())
         card = phone.locator("article.lark-card").first
-        assert title_subject(card.locator("header").inner_text().strip()) == "500 POST /orders/{order_id}/split"
+        assert (
+            title_subject(card.locator("header").inner_text().strip()) == "500 POST /orders/{order_id}/split"
+        )
         assert card.locator("header").evaluate("element => getComputedStyle(element).backgroundColor") == RED
         assert card.locator("pre code", has_text="ZeroDivisionError").count() >= 1
         assert "[redacted authorization]" in card.inner_text()
