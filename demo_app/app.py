@@ -140,5 +140,4 @@ async def search(q: str) -> list[str]:
         raise HTTPException(status_code=504, detail="search backend timed out") from None
 
 
-# mypy cannot match `**options: Any` against Starlette's middleware factory protocol.
-app.add_middleware(LarkAlertMiddleware)  # type: ignore[arg-type]
+app.add_middleware(LarkAlertMiddleware)

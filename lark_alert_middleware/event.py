@@ -37,7 +37,9 @@ class BodyBuffer:
         self.size += len(chunk)
         room = self.limit - self.captured
         if room > 0:
-            kept = chunk[:room]  # the chunk itself when it fits: no copy
+            kept = chunk[:room]  # the chunk itself when it is bytes and fits: no copy
+            if type(kept) is not bytes:
+                kept = bytes(kept)  # a memoryview or bytearray the app may reuse for the next chunk
             self.chunks.append(kept)
             self.captured += len(kept)
 

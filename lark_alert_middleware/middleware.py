@@ -18,14 +18,16 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing_extensions import Unpack
 
 from .alerter import Alerter
 from .card import CardRenderer
-from .config import AlertSettings, ConfigurationError, load_settings
+from .config import AlertOptions, AlertSettings, ConfigurationError, load_settings
 from .event import NO_BODY, BodyBuffer, CapturedBody, ErrorEvent
 from .fingerprint import FingerprintFunction, fingerprint_of
 from .redact import Redactor, ScrubHook
 from .sample import sample_view
+from .tracing import current_trace_id
 from .view import CardSettings
 
 logger = logging.getLogger("lark_alert_middleware")
@@ -85,7 +87,7 @@ class LarkAlertMiddleware:
         *,
         fingerprint: FingerprintFunction | None = None,
         scrub: ScrubHook | None = None,
-        **options: Any,
+        **options: Unpack[AlertOptions],
     ) -> None:
         self.app = app
         self.alerter: Alerter | None = None
@@ -244,6 +246,7 @@ class LarkAlertMiddleware:
             request_body=_freeze(request_body, headers),
             response_body=_freeze_response(capture),
             exception=exception,
+            trace_id=current_trace_id(headers),
         )
 
     def _learn_service(self, scope: Scope) -> None:

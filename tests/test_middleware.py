@@ -306,3 +306,52 @@ def test_without_a_webhook_alerts_go_to_the_log(caplog: pytest.LogCaptureFixture
     messages = [record.getMessage() for record in caplog.records]
     assert any("LARK_WEBHOOK_URL is not set" in message for message in messages)
     assert any("404 GET /items/{item_id}" in m and "log-me-1" in m for m in messages)
+
+
+async def test_a_traced_request_gets_a_trace_button(lark_receiver: LarkReceiver) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    app = failing_app(webhook_url=lark_receiver.url, trace_url="https://traces.example.com/trace/{trace_id}")
+    async with client_for(app) as client:
+        await client.get("/teapot", headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    [card] = lark_receiver.wait_for_cards(1)
+    buttons = [
+        action for element in card["elements"] if element["tag"] == "action" for action in element["actions"]
+    ]
+    assert [button["url"] for button in buttons] == [f"https://traces.example.com/trace/{trace_id}"]
+
+
+async def test_the_scrub_hook_runs_on_every_text(lark_receiver: LarkReceiver) -> None:
+    app = failing_app(
+        webhook_url=lark_receiver.url, scrub=lambda text: text.replace("ann@example.com", "<email>")
+    )
+    async with client_for(app) as client:
+        await client.post("/echo-fail?contact=ann@example.com", json={"email": "ann@example.com"})
+    [card] = lark_receiver.wait_for_cards(1)
+    assert "ann@example.com" not in card_text(card)
+    assert card_text(card).count("&#60;email&#62;") >= 2
+
+
+async def test_a_reused_buffer_is_captured_as_it_was_sent(lark_receiver: LarkReceiver) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        buffer = bytearray(b"A" * 100)
+        await send(
+            {"type": "http.response.start", "status": 500, "headers": [(b"content-type", b"text/plain")]}
+        )
+        await send({"type": "http.response.body", "body": memoryview(buffer), "more_body": True})
+        buffer[:] = b"C" * 100  # the app reuses its buffer for the next chunk
+        await send({"type": "http.response.body", "body": memoryview(buffer), "more_body": False})
+
+    sent: list[bytes] = []
+
+    async def server_send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            sent.append(bytes(message["body"]))  # a server writes each chunk out before the next
+
+    async def server_receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope: Scope = {"type": "http", "method": "GET", "path": "/stream", "headers": [], "query_string": b""}
+    await LarkAlertMiddleware(app, webhook_url=lark_receiver.url)(scope, server_receive, server_send)
+    assert b"".join(sent) == b"A" * 100 + b"C" * 100
+    [card] = lark_receiver.wait_for_cards(1)
+    assert "A" * 100 + "C" * 100 in card_text(card)
