@@ -22,7 +22,15 @@ from .breaker import CircuitBreaker
 from .card import CardRenderer, RenderedCard
 from .clients import shared_clients
 from .config import AlertSettings
-from .dedup import DedupStore, FallbackDedupStore, InProcessDedupStore, RedisDedupStore, dedup_key
+from .dedup import (
+    Claim,
+    ClaimRequest,
+    DedupStore,
+    FallbackDedupStore,
+    InProcessDedupStore,
+    RedisDedupStore,
+    dedup_key,
+)
 from .delivery import Alert, Delivery, LarkSink, LogSink, Sink
 from .digest import Digest, DigestSummary
 from .event import ErrorEvent
@@ -37,6 +45,7 @@ logger = logging.getLogger("lark_alert_middleware")
 
 # How often repeats counted in windows that have ended are handed to the shared store.
 REPEATS_FLUSH_SECONDS = 5.0
+CLAIM_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +108,7 @@ class Alerter:
         self._renderer = renderer
         self._redactor = redactor
         self._window_seconds = settings.rate_limit
-        self._windows = SuppressionWindows(settings.dedup_capacity)
+        self.windows = SuppressionWindows(settings.dedup_capacity)
         # Events handed off but not yet decided, and every unit of work not yet finished.
         self._handoff_limit = max(1000, 20 * settings.queue_size)
         self._handed_off = 0
@@ -110,8 +119,8 @@ class Alerter:
 
     # -- request threads -------------------------------------------------------------------
     def is_repeat(self, fingerprint: str) -> bool:
-        """True (and counted) if this process knows the error's window is open."""
-        return self._window_seconds > 0 and self._windows.count_repeat(fingerprint, time.monotonic())
+        """True (and counted) if this process knows the error's window is open (never with dedup off)."""
+        return self.windows.count_repeat(fingerprint, time.monotonic())
 
     def submit(self, fingerprint: str, event: ErrorEvent) -> None:
         """Hand an error to the alerter thread; never blocks, never raises, never loses it."""
@@ -119,7 +128,7 @@ class Alerter:
         if self._window_seconds:
             now = time.monotonic()
             # Provisional until the store answers, so that a burst hands off one event, not many.
-            repeats_here = self._windows.open(fingerprint, now + self._window_seconds, now)
+            repeats_here = self.windows.open(fingerprint, now + self._window_seconds, now)
         self.counters.add("raised")
         logger.debug("lark_alert_middleware: captured %s (request id %s)", fingerprint, event.request_id)
         with self._changed:
@@ -145,12 +154,12 @@ class Alerter:
         shared_clients.http()
         if isinstance(side.store, FallbackDedupStore):
             # A claim on a key no error can have: connects, loads the script, checks Redis works.
-            await side.store.claim(dedup_key("", "", "warm-up"), 1, 0, time.time())
+            await side.store.claim([ClaimRequest(dedup_key("", "", "warm-up"), 1, 0)], time.time())
 
     def stats(self) -> AlerterStats:
         """What the alerter did so far; repeats counted on the request path are added in here."""
         counted = self.counters.snapshot()
-        repeats = self._windows.repeats_counted
+        repeats = self.windows.repeats_counted
         return replace(counted, raised=counted.raised + repeats, deduplicated=counted.deduplicated + repeats)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -211,24 +220,36 @@ class Alerter:
 
     async def _consume(self, side: _LoopSide) -> None:
         while side.inbox:
-            work = side.inbox.popleft()
+            # What arrived meanwhile is claimed together: one Redis round trip for a burst.
+            batch = [side.inbox.popleft() for _ in range(min(len(side.inbox), CLAIM_BATCH))]
             with self._changed:
-                self._handed_off -= 1
+                self._handed_off -= len(batch)
             try:
-                await self._decide(side, work)
+                claims = await self._claims(side, batch)
             except Exception:
-                logger.exception("lark_alert_middleware: could not process an alert")
-                self.counters.add("dropped")
-                self.finished(1)
+                logger.exception("lark_alert_middleware: could not decide %d alerts", len(batch))
+                self.counters.add("dropped", len(batch))
+                self.finished(len(batch))
+                continue
+            for work, claim in zip(batch, claims, strict=True):
+                self._decide(side, work, claim)
 
-    async def _decide(self, side: _LoopSide, work: _Work) -> None:
+    async def _claims(self, side: _LoopSide, batch: list[_Work]) -> list[Claim]:
         if not self._window_seconds:
-            side.delivery.offer(Alert(work.fingerprint, work.event, Repeats(0, None)))
-            return
-        key = dedup_key(self.service, self.settings.environment, work.fingerprint)
-        claim = await side.store.claim(key, self._window_seconds, work.repeats_here, time.time())
+            return [Claim(True, 0.0) for _ in batch]
+        requests = [
+            ClaimRequest(
+                dedup_key(self.service, self.settings.environment, work.fingerprint),
+                self._window_seconds,
+                work.repeats_here,
+            )
+            for work in batch
+        ]
+        return await side.store.claim(requests, time.time())
+
+    def _decide(self, side: _LoopSide, work: _Work, claim: Claim) -> None:
         if not claim.first:
-            self._windows.extend(work.fingerprint, time.monotonic() + claim.remaining_seconds)
+            self.windows.extend(work.fingerprint, time.monotonic() + claim.remaining_seconds)
             self.counters.add("deduplicated")
             logger.debug("lark_alert_middleware: %s already reported in this window", work.fingerprint)
             self.finished(1)
@@ -266,7 +287,7 @@ class Alerter:
         """Hand repeats of ended windows to the store, so whichever replica alerts next reports them."""
         while True:
             await asyncio.sleep(REPEATS_FLUSH_SECONDS)
-            repeats = self._windows.take_expired_repeats(time.monotonic())
+            repeats = self.windows.take_expired_repeats(time.monotonic())
             if repeats:
                 keyed = {
                     dedup_key(self.service, self.settings.environment, fp): n for fp, n in repeats.items()

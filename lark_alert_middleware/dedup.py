@@ -9,8 +9,9 @@ reported, so the next alert can say how often the error happened since the previ
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as redis_asyncio
 
@@ -30,9 +31,18 @@ class Claim:
     previous_alert_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Claim the window of `key`, or, if it is taken, add `repeats_here` to its next alert's count."""
+
+    key: str
+    window_seconds: int
+    repeats_here: int
+
+
 class DedupStore(Protocol):
-    async def claim(self, key: str, window_seconds: int, repeats_here: int, now: float) -> Claim:
-        """Claim the window for `key`, or add `repeats_here` to the count of its next alert."""
+    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+        """Decide a batch of claims (one Redis round trip for all of them), in order."""
         ...
 
     async def add_repeats(self, repeats: dict[str, int]) -> None:
@@ -60,16 +70,20 @@ class InProcessDedupStore:
         self._capacity = capacity
         self._entries: dict[str, _Entry] = {}
 
-    async def claim(self, key: str, window_seconds: int, repeats_here: int, now: float) -> Claim:
-        entry = self._entries.get(key)
+    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+        return [self._claim_one(request, now) for request in requests]
+
+    def _claim_one(self, request: ClaimRequest, now: float) -> Claim:
+        entry = self._entries.get(request.key)
         if entry is not None and entry.window_ends > now:
-            entry.repeats += repeats_here
+            entry.repeats += request.repeats_here
             return Claim(False, entry.window_ends - now)
         if entry is None:
             self._make_room(now)
-            entry = self._entries[key] = _Entry(0.0, 0, None)
-        claim = Claim(True, float(window_seconds), entry.repeats + repeats_here, entry.last_alert_at)
-        entry.window_ends, entry.repeats, entry.last_alert_at = now + window_seconds, 0, now
+            entry = self._entries[request.key] = _Entry(0.0, 0, None)
+        window = request.window_seconds
+        claim = Claim(True, float(window), entry.repeats + request.repeats_here, entry.last_alert_at)
+        entry.window_ends, entry.repeats, entry.last_alert_at = now + window, 0, now
         return claim
 
     async def add_repeats(self, repeats: dict[str, int]) -> None:
@@ -108,7 +122,7 @@ return {0, 0, '', redis.call('PTTL', KEYS[1])}
 
 
 class RedisDedupStore:
-    """Fleet-wide decisions: one script call (one round trip) per claim."""
+    """Fleet-wide decisions: one script call per claim, a batch of them in one round trip."""
 
     def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
         self._client = client
@@ -119,14 +133,18 @@ class RedisDedupStore:
         base = f"{self._prefix}{{{key}}}"
         return [f"{base}:window", f"{base}:repeats", f"{base}:last"]
 
-    async def claim(self, key: str, window_seconds: int, repeats_here: int, now: float) -> Claim:
-        first, repeats, previous, remaining_ms = await self._claim(
-            keys=self._keys(key), args=[window_seconds, f"{now:.3f}", repeats_here, HISTORY_SECONDS]
-        )
-        if first:
-            return Claim(True, float(window_seconds), int(repeats), float(previous) if previous else None)
-        # PTTL is -2 when the key expired between SET and PTTL: the window is over.
-        return Claim(False, max(int(remaining_ms), 0) / 1000.0)
+    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+        async with self._client.pipeline(transaction=False) as pipeline:
+            for request in requests:
+                arguments: list[str | int] = [
+                    request.window_seconds,
+                    f"{now:.3f}",
+                    request.repeats_here,
+                    HISTORY_SECONDS,
+                ]
+                await self._claim(keys=self._keys(request.key), args=arguments, client=pipeline)
+            replies = await pipeline.execute()
+        return [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
 
     async def add_repeats(self, repeats: dict[str, int]) -> None:
         if not repeats:
@@ -139,6 +157,14 @@ class RedisDedupStore:
             await pipeline.execute()
 
 
+def _claim_from(request: ClaimRequest, reply: list[Any]) -> Claim:
+    first, repeats, previous, remaining_ms = reply
+    if first:
+        return Claim(True, float(request.window_seconds), int(repeats), float(previous) if previous else None)
+    # PTTL is -2 when the key expired between SET and PTTL: the window is over.
+    return Claim(False, max(int(remaining_ms), 0) / 1000.0)
+
+
 class FallbackDedupStore:
     """Redis first; while the breaker is open (Redis failing), the in-process store."""
 
@@ -147,10 +173,9 @@ class FallbackDedupStore:
         self._fallback = fallback
         self.breaker = breaker
 
-    async def claim(self, key: str, window_seconds: int, repeats_here: int, now: float) -> Claim:
+    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
         return await self.breaker.call(
-            lambda: self._primary.claim(key, window_seconds, repeats_here, now),
-            lambda: self._fallback.claim(key, window_seconds, repeats_here, now),
+            lambda: self._primary.claim(requests, now), lambda: self._fallback.claim(requests, now)
         )
 
     async def add_repeats(self, repeats: dict[str, int]) -> None:

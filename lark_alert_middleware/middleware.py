@@ -121,7 +121,10 @@ class LarkAlertMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.alerter is None:
-            await self._not_observed(scope, receive, send)
+            if self.alerter is None and self.configuration_error is None:
+                await self.app(scope, receive, send)  # disabled: as if it were not there
+            else:
+                await self._not_observed(scope, receive, send)
             return
 
         # Every request pays for what follows: few locals, few cells, no objects it does not need.

@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 
 from lark_alert_middleware.breaker import CircuitBreaker
 from lark_alert_middleware.dedup import (
+    ClaimRequest,
     FallbackDedupStore,
     InProcessDedupStore,
     RedisDedupStore,
@@ -38,11 +39,11 @@ async def redis_client() -> AsyncIterator[redis_asyncio.Redis]:
 
 async def test_in_process_store_claims_once_per_window_and_counts_repeats() -> None:
     store = InProcessDedupStore(capacity=100)
-    first = await store.claim("k", 60, 0, now=1000.0)
+    first = (await store.claim([ClaimRequest("k", 60, 0)], now=1000.0))[0]
     assert first.first and first.repeats == 0 and first.previous_alert_at is None
-    again = await store.claim("k", 60, 4, now=1010.0)
+    again = (await store.claim([ClaimRequest("k", 60, 4)], now=1010.0))[0]
     assert not again.first and again.remaining_seconds == pytest.approx(50.0)
-    after = await store.claim("k", 60, 1, now=1061.0)
+    after = (await store.claim([ClaimRequest("k", 60, 1)], now=1061.0))[0]
     assert after.first
     assert after.repeats == 5
     assert after.previous_alert_at == 1000.0
@@ -51,7 +52,7 @@ async def test_in_process_store_claims_once_per_window_and_counts_repeats() -> N
 async def test_in_process_store_is_bounded() -> None:
     store = InProcessDedupStore(capacity=10)
     for index in range(1000):
-        await store.claim(f"k{index}", 60, 0, now=1000.0)
+        await store.claim([ClaimRequest(f"k{index}", 60, 0)], now=1000.0)
     assert len(store) <= 10
 
 
@@ -61,7 +62,7 @@ async def test_redis_store_lets_exactly_one_replica_claim(
     replicas = [
         RedisDedupStore(redis_asyncio.Redis.from_url(SHARED_REDIS_URL), redis_prefix) for _ in range(4)
     ]
-    claims = [await replica.claim("key-1", 60, 0, now=1000.0) for replica in replicas]
+    claims = [(await replica.claim([ClaimRequest("key-1", 60, 0)], now=1000.0))[0] for replica in replicas]
     assert [claim.first for claim in claims] == [True, False, False, False]
     assert all(55 < claim.remaining_seconds <= 60 for claim in claims[1:])
     ttl = await redis_client.ttl(f"{redis_prefix}{{key-1}}:window")
@@ -74,14 +75,25 @@ async def test_redis_store_reports_repeats_from_every_replica_in_the_next_alert(
     redis_client: redis_asyncio.Redis, redis_prefix: str
 ) -> None:
     store = RedisDedupStore(redis_client, redis_prefix)
-    assert (await store.claim("key-2", 1, 0, now=1000.0)).first
-    assert not (await store.claim("key-2", 1, 3, now=1000.2)).first  # another replica's repeats
+    assert ((await store.claim([ClaimRequest("key-2", 1, 0)], now=1000.0))[0]).first
+    assert not (
+        (await store.claim([ClaimRequest("key-2", 1, 3)], now=1000.2))[0]
+    ).first  # another replica's repeats
     await store.add_repeats({"key-2": 2})
     await redis_client.delete(f"{redis_prefix}{{key-2}}:window")  # the window ends
-    claim = await store.claim("key-2", 1, 1, now=1002.0)
+    claim = (await store.claim([ClaimRequest("key-2", 1, 1)], now=1002.0))[0]
     assert claim.first
     assert claim.repeats == 6
     assert claim.previous_alert_at == pytest.approx(1000.0)
+
+
+async def test_a_batch_of_claims_is_decided_in_one_round_trip_in_order(
+    redis_client: redis_asyncio.Redis, redis_prefix: str
+) -> None:
+    store = RedisDedupStore(redis_client, redis_prefix)
+    batch = [ClaimRequest(key, 60, 0) for key in ("x", "y", "x", "z", "y")]
+    claims = await store.claim(batch, now=1000.0)
+    assert [claim.first for claim in claims] == [True, True, False, True, False]
 
 
 async def test_keys_are_separate_per_service_and_environment() -> None:
@@ -100,17 +112,17 @@ async def test_fallback_store_survives_a_redis_outage_and_resumes(
         InProcessDedupStore(100),
         CircuitBreaker(timeout=0.4, pause=0.05, max_pause=0.05),
     )
-    assert (await store.claim("a", 60, 0, now=1000.0)).first
+    assert ((await store.claim([ClaimRequest("a", 60, 0)], now=1000.0))[0]).first
     own_redis.kill()
     with caplog.at_level(logging.WARNING, logger="lark_alert_middleware"):
-        outage_claims = [await store.claim("b", 60, 0, now=1000.0) for _ in range(20)]
+        outage_claims = [(await store.claim([ClaimRequest("b", 60, 0)], now=1000.0))[0] for _ in range(20)]
         assert [claim.first for claim in outage_claims].count(True) == 1  # in-process dedup meanwhile
         assert store.breaker.in_outage
         own_redis.start()
         recovered = None
         with anyio.fail_after(10):
             while store.breaker.in_outage:  # poll: the breaker lets a probe through every 50 ms
-                recovered = await store.claim("c", 60, 0, now=1000.0)
+                recovered = (await store.claim([ClaimRequest("c", 60, 0)], now=1000.0))[0]
                 await anyio.sleep(0.01)
     assert recovered is not None and recovered.first and not store.breaker.in_outage
     assert await client.exists("t:{c}:window") == 1  # the claim went to Redis again
