@@ -52,7 +52,7 @@ TIMES_LESS_OVERHEAD = 3.0
 
 # -- in process -----------------------------------------------------------------------------
 async def serves_sentry_code(app: Any, route: str) -> bool:
-    from overhead import receive, scope_for, send
+    from asgi_driver import receive, scope_for, send
 
     entered: list[str] = []
 

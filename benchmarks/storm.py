@@ -33,6 +33,7 @@ def run_variant(variant: str, requests: int, kinds: int) -> dict[str, Any]:
     """Runs inside the child process: drive the app, report numbers as JSON."""
     import logging
 
+    from asgi_driver import receive, scope_for, send
     from fastapi import FastAPI
     from fastapi.responses import PlainTextResponse
     from starlette.types import Message
@@ -50,36 +51,13 @@ def run_variant(variant: str, requests: int, kinds: int) -> dict[str, Any]:
 
         app.add_middleware(LarkAlertMiddleware)
 
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Message) -> None:
-        return None
-
-    def scope(status: int) -> dict[str, Any]:
-        path = f"/fail/{status}"
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"host", b"storm")],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-        }
-
     async def storm() -> float:
         statuses = [400 + index % kinds for index in range(requests)]
         queue = iter(statuses)
 
         async def worker() -> None:
             for status in queue:
-                await app(scope(status), receive, send)
+                await app(scope_for(f"/fail/{status}"), receive, send)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
