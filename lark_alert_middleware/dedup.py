@@ -9,6 +9,7 @@ reported, so the next alert can say how often the error happened since the previ
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -95,10 +96,12 @@ class InProcessDedupStore:
     def _make_room(self, now: float) -> None:
         if len(self._entries) < self._capacity:
             return
+        # Down to 90% at once, so that a storm of distinct errors sweeps once per many inserts.
         for key in [key for key, entry in self._entries.items() if entry.window_ends <= now]:
             del self._entries[key]
-        while len(self._entries) >= self._capacity:
-            del self._entries[next(iter(self._entries))]
+        excess = len(self._entries) - self._capacity * 9 // 10
+        for key in list(itertools.islice(self._entries, max(0, excess))):
+            del self._entries[key]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -27,7 +27,7 @@ from .digest import Digest, DigestSummary
 from .event import ErrorEvent
 from .lark import FREQUENCY_LIMITED, LarkAnswer, LarkWebhook, Outcome
 from .stats import Counters
-from .throttle import RateBudget, wait_for_budget
+from .throttle import InProcessRateBudget, RateBudget, wait_for_budget
 from .view import Repeats
 
 logger = logging.getLogger("lark_alert_middleware")
@@ -71,12 +71,18 @@ class Sink(Protocol):
 
 
 class LogSink:
-    """Without a webhook: each alert is one WARNING line (the card itself at DEBUG)."""
+    """Without a webhook: each alert is one WARNING line (the card itself at DEBUG).
+
+    The lines keep Lark's pace (the same budget, per process), so a storm that would not flood
+    the group does not flood the log either; the excess goes into digests as it would for Lark.
+    """
 
     def __init__(self, counters: Counters) -> None:
         self._counters = counters
+        self._budget = InProcessRateBudget()
 
     async def send(self, card: RenderedCard, summary: str) -> bool:
+        await wait_for_budget(self._budget)
         self._counters.add("sent")
         logger.warning("lark_alert_middleware alert (LARK_WEBHOOK_URL is not set): %s", summary)
         logger.debug("lark_alert_middleware card: %s", card.json_text)

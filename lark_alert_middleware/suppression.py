@@ -8,6 +8,7 @@ dictionary operations.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 
@@ -67,11 +68,13 @@ class SuppressionWindows:
         return taken
 
     def _make_room(self, now: float) -> None:
+        # Down to 90% at once, so that a storm of distinct errors sweeps once per many inserts.
         expired = [key for key, window in self._windows.items() if window.ends <= now and not window.repeats]
         for key in expired:
             del self._windows[key]
-        while len(self._windows) >= self._capacity:
-            del self._windows[next(iter(self._windows))]
+        excess = len(self._windows) - self._capacity * 9 // 10
+        for key in list(itertools.islice(self._windows, max(0, excess))):
+            del self._windows[key]
 
     def __len__(self) -> int:
         return len(self._windows)
