@@ -13,8 +13,10 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 
+import anyio.lowlevel
 import anyio.to_thread
 
 from .background import background_loop
@@ -145,13 +147,14 @@ class Alerter:
         background_loop.call_soon(self._accept, _Work(fingerprint, event, repeats_here))
 
     # -- any thread ------------------------------------------------------------------------
-    def warm_up(self) -> None:
+    def warm_up(self) -> Future[None]:
         """Start the alerter thread and open its connections now, so the first alert pays nothing for them."""
-        background_loop.submit(self._warm_up())
+        return background_loop.submit(self._warm_up())
 
     async def _warm_up(self) -> None:
         side = self._side()
-        shared_clients.http()
+        shared_clients.http()  # imports the HTTP stack and loads the CA certificates
+        await anyio.lowlevel.checkpoint()  # imports anyio's asyncio backend, which httpx connects with
         if isinstance(side.store, FallbackDedupStore):
             # A claim on a key no error can have: connects, loads the script, checks Redis works.
             await side.store.claim([ClaimRequest(dedup_key("", "", "warm-up"), 1, 0)], time.time())

@@ -6,15 +6,17 @@ closure and a status lookup; a repeat of a known error adds two dictionary looku
 
 from __future__ import annotations
 
+import concurrent.futures
 import fnmatch
 import logging
 import re
 import time
 import uuid
 from collections.abc import Awaitable
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import ClientDisconnect
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,6 +39,8 @@ _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
 # Distinct (route, method, status) fingerprints kept on the request path; real apps have far fewer.
 FINGERPRINTS_REMEMBERED = 1024
+# How long lifespan start-up waits for the alerter thread to import, load certificates, connect.
+WARM_UP_WAIT_SECONDS = 3.0
 
 
 class RequestBodyTee:
@@ -113,6 +117,7 @@ class LarkAlertMiddleware:
         redactor = Redactor(settings.redact_fields, scrub)
         renderer.check(sample_view(redactor), CardSettings("service", settings.environment))
         self.alerter = Alerter(settings, renderer=renderer, redactor=redactor)
+        self._windows = self.alerter.windows
         if settings.webhook_url is None:
             logger.warning(
                 "lark_alert_middleware: LARK_WEBHOOK_URL is not set; alerts are written to this log "
@@ -175,8 +180,7 @@ class LarkAlertMiddleware:
             if len(self._fingerprints) >= FINGERPRINTS_REMEMBERED:
                 self._fingerprints.clear()  # odd methods or mounts: start over rather than grow
             self._fingerprints[key] = known
-        assert self.alerter is not None
-        return self.alerter.is_repeat(known[1])
+        return self._windows.count_repeat(known[1], monotonic())
 
     def _report(
         self,
@@ -270,14 +274,17 @@ class LarkAlertMiddleware:
         alerter = self.alerter
         if not self._service_known:
             self._learn_service(scope)
-        alerter.warm_up()
+        warming_up = alerter.warm_up()
 
-        async def send_after_draining(message: Message) -> None:
-            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+        async def send_when_ready(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                # Traffic starts once the alerter is ready, so no request shares the CPU with that.
+                await anyio.to_thread.run_sync(concurrent.futures.wait, [warming_up], WARM_UP_WAIT_SECONDS)
+            elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 await alerter.drain_at_shutdown()
             await send(message)
 
-        await self.app(scope, receive, send_after_draining)
+        await self.app(scope, receive, send_when_ready)
 
     async def _refuse_to_start(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self.configuration_error is not None

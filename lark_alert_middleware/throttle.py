@@ -74,28 +74,49 @@ class InProcessRateBudget:
 
 # KEYS: the webhook's sorted set of post times (ms, Redis clock).
 # ARGV: per-second limit, second window ms, per-minute limit, minute window ms, unique member.
+# Returns {ms to wait before asking again, 0} or, when a post was reserved, {0, ms until the
+# next one could be, if no other replica posts first}.
 _RESERVE_SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local per_second, second_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
 local per_minute, minute_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - minute_ms)
-if redis.call('ZCARD', KEYS[1]) >= per_minute then
+local posts = redis.call('ZCARD', KEYS[1])
+if posts >= per_minute then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return math.max(tonumber(oldest[2]) + minute_ms - now, 1)
+  return {math.max(tonumber(oldest[2]) + minute_ms - now, 1), 0}
 end
 local recent = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - second_ms), '+inf', 'WITHSCORES')
-if #recent / 2 >= per_second then
-  return math.max(tonumber(recent[#recent - 2 * per_second + 2]) + second_ms - now, 1)
+local recent_posts = #recent / 2
+if recent_posts >= per_second then
+  return {math.max(tonumber(recent[2 * (recent_posts - per_second + 1)]) + second_ms - now, 1), 0}
 end
 redis.call('ZADD', KEYS[1], now, ARGV[5])
 redis.call('PEXPIRE', KEYS[1], minute_ms)
-return 0
+local next_ms = 0
+if posts + 1 >= per_minute then
+  local oldest = redis.call('ZRANGE', KEYS[1], posts + 1 - per_minute, posts + 1 - per_minute, 'WITHSCORES')
+  next_ms = tonumber(oldest[2]) + minute_ms - now
+end
+if recent_posts + 1 >= per_second then
+  local leaving = recent_posts + 2 - per_second
+  local leaves_at = now + second_ms
+  if leaving <= recent_posts then
+    leaves_at = tonumber(recent[2 * leaving]) + second_ms
+  end
+  next_ms = math.max(next_ms, leaves_at - now)
+end
+return {0, next_ms}
 """
 
 
 class RedisRateBudget:
-    """The sliding windows for every replica posting to one webhook."""
+    """The sliding windows for every replica posting to one webhook.
+
+    A reservation also tells how long until the next could succeed; until then this process
+    waits without asking Redis (other replicas can only make the wait longer, never shorter).
+    """
 
     def __init__(
         self, client: redis_asyncio.Redis, prefix: str, webhook_url: str, limits: RateLimits = LARK_LIMITS
@@ -104,10 +125,14 @@ class RedisRateBudget:
         self._key = f"{prefix}rate:{webhook_hash}"
         self._limits = limits
         self._reserve = client.register_script(_RESERVE_SCRIPT)
+        self._not_before = 0.0  # monotonic seconds
 
     async def reserve(self) -> float:
+        wait = self._not_before - time.monotonic()
+        if wait > 0:
+            return max(wait, MINIMUM_WAIT)
         limits = self._limits
-        wait_ms = await self._reserve(
+        wait_ms, next_ms = await self._reserve(
             keys=[self._key],
             args=[
                 limits.per_second,
@@ -117,6 +142,8 @@ class RedisRateBudget:
                 uuid.uuid4().hex,
             ],
         )
+        if int(wait_ms) == 0:
+            self._not_before = time.monotonic() + int(next_ms) / 1000.0
         return int(wait_ms) / 1000.0
 
 

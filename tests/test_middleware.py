@@ -7,6 +7,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import redis
 from fastapi import FastAPI, WebSocket
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -19,7 +20,7 @@ from lark_alert_middleware.middleware import route_template
 from lark_alert_middleware.testing import LarkReceiver
 
 from .apps import OrderError, failing_app
-from .conftest import card_text, card_title, find_middleware
+from .conftest import RedisServer, card_text, card_title, find_middleware
 
 pytestmark = pytest.mark.anyio
 
@@ -355,3 +356,12 @@ async def test_a_reused_buffer_is_captured_as_it_was_sent(lark_receiver: LarkRec
     assert b"".join(sent) == b"A" * 100 + b"C" * 100
     [card] = lark_receiver.wait_for_cards(1)
     assert "A" * 100 + "C" * 100 in card_text(card)
+
+
+def test_start_up_completes_once_the_alerter_is_connected(own_redis: RedisServer) -> None:
+    app = failing_app(redis_url=own_redis.url)
+    observer = redis.Redis(port=own_redis.port)
+    with TestClient(app):
+        # The alerter thread's connection was opened before the app took its first request.
+        assert len(observer.client_list()) >= 2
+    observer.close()

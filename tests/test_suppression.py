@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 from lark_alert_middleware.suppression import SuppressionWindows
@@ -56,3 +57,47 @@ def test_counting_from_many_threads_loses_nothing() -> None:
     for thread in threads:
         thread.join()
     assert windows.open("f", ends=2e12, now=1.0) == 40_000
+
+
+def test_repeats_taken_while_threads_count_are_each_reported_once() -> None:
+    windows = SuppressionWindows(10)
+    windows.open("f", ends=1e12, now=0.0)
+    counting_done = threading.Event()
+    reported: list[int] = []
+
+    def count() -> None:
+        for _ in range(20_000):
+            windows.count_repeat("f", now=1.0)
+
+    def take_while_counting() -> None:
+        while not counting_done.is_set():
+            reported.append(windows.open("f", ends=1e12, now=1.0))
+
+    previous_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to provoke any race
+    try:
+        taker = threading.Thread(target=take_while_counting)
+        taker.start()
+        counters = [threading.Thread(target=count) for _ in range(3)]
+        for thread in counters:
+            thread.start()
+        for thread in counters:
+            thread.join()
+        counting_done.set()
+        taker.join()
+    finally:
+        sys.setswitchinterval(previous_interval)
+    reported.append(windows.open("f", ends=1e12, now=1.0))
+    assert len(reported) > 2
+    assert sum(reported) == 60_000
+    assert windows.repeats_counted == 60_000
+
+
+def test_an_expired_window_with_untaken_repeats_is_kept_until_they_are_taken() -> None:
+    windows = SuppressionWindows(3)
+    windows.open("counted", ends=1.0, now=0.0)
+    windows.count_repeat("counted", now=0.5)
+    windows.open("quiet", ends=1.0, now=0.0)
+    windows.open("third", ends=100.0, now=0.0)
+    windows.open("fourth", ends=100.0, now=2.0)  # full: the expired window without repeats goes
+    assert windows.take_expired_repeats(now=2.0) == {"counted": 1}

@@ -92,3 +92,16 @@ async def test_budget_falls_back_to_the_process_when_redis_is_down(own_redis: Re
     assert waits[:3] == [0.0, 0.0, 0.0] and waits[3] > 0
     assert breaker.in_outage
     await client.aclose()
+
+
+async def test_a_replica_at_the_limit_waits_without_asking_redis(own_redis: RedisServer) -> None:
+    client = redis_asyncio.Redis.from_url(own_redis.url, socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    budget = RedisRateBudget(client, "t:", "http://hook", QUICK)
+    other_replica = RedisRateBudget(client, "t:", "http://hook", QUICK)
+    assert [await budget.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    told_by_redis = await other_replica.reserve()
+    own_redis.kill()
+    known_here = await budget.reserve()  # Redis is gone: this answer cannot have come from it
+    assert 0 < told_by_redis <= QUICK.second_window
+    assert 0 < known_here <= told_by_redis + 0.01  # the same end of the window (Redis counts in ms)
+    await client.aclose()
