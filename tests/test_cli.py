@@ -160,6 +160,19 @@ def test_preview_prints_the_sample_card_as_json(
     assert card_full_title(card) == "🔴 500 POST /orders/{order_id}/split · orders · production"
 
 
+def test_the_readme_shows_the_default_card_as_preview_prints_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("LARK_") or name in ("SEQ_URL", "REDIS_URL"):
+            monkeypatch.delenv(name)
+    code, out, _ = run(capsys, "preview")
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("```json\n", 1)[1].split("\n```", 1)[0]
+    assert code == 0
+    assert json.loads(shown) == json.loads(out), "README.md's card JSON is stale: paste `lark-alert preview`"
+
+
 EVENT = {
     "method": "GET",
     "path": "/items/7",
