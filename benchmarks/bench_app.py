@@ -135,7 +135,7 @@ class CapturingMiddleware(BaseHTTPMiddleware):
         if status not in self.alerting:
             return response
         fingerprint = fingerprint_of(request.method, route_template(request.scope), status, None)
-        if self.alerter.is_repeat(fingerprint):
+        if self.alerter.windows.count_repeat(fingerprint, time.monotonic()):
             return response
         response_body = BodyBuffer(self.limit)
         body = response.body_iterator  # type: ignore[attr-defined]
@@ -159,7 +159,7 @@ class CapturingMiddleware(BaseHTTPMiddleware):
         response_body: BodyBuffer | None,
     ) -> None:
         fingerprint = fingerprint_of(request.method, route_template(request.scope), status, exception)
-        if self.alerter.is_repeat(fingerprint):
+        if self.alerter.windows.count_repeat(fingerprint, time.monotonic()):
             return
         duration = time.perf_counter() - started
         headers = tuple((name, value) for name, value in request.headers.items())

@@ -1,6 +1,6 @@
 """The background pipeline: hand-off from requests, dedup, then delivery; drained on shutdown.
 
-Request threads call `is_repeat` and `submit`; both return in microseconds. Everything
+Request threads count repeats in `windows` and call `submit`; both take microseconds. Everything
 else runs on the alerter thread (see background.py): one consumer takes events in order
 and claims each error's window in the dedup store; claimed errors go to delivery.py,
 which posts them within Lark's rate budget or folds the excess into a digest.
@@ -110,6 +110,7 @@ class Alerter:
         self._renderer = renderer
         self._redactor = redactor
         self._window_seconds = settings.rate_limit
+        # The request path's dedup check: `windows.count_repeat()` (no window opens with dedup off).
         self.windows = SuppressionWindows(settings.dedup_capacity)
         # Events handed off but not yet decided, and every unit of work not yet finished.
         self._handoff_limit = max(1000, 20 * settings.queue_size)
@@ -120,10 +121,6 @@ class Alerter:
         background_loop.stop_at_exit(self)
 
     # -- request threads -------------------------------------------------------------------
-    def is_repeat(self, fingerprint: str) -> bool:
-        """True (and counted) if this process knows the error's window is open (never with dedup off)."""
-        return self.windows.count_repeat(fingerprint, time.monotonic())
-
     def submit(self, fingerprint: str, event: ErrorEvent) -> None:
         """Hand an error to the alerter thread; never blocks, never raises, never loses it."""
         repeats_here = 0

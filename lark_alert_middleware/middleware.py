@@ -204,7 +204,7 @@ class LarkAlertMiddleware:
             else:
                 event = self._capture(scope, status, exception, duration, request_body, capture)
                 fingerprint = self._custom_fingerprint(event)
-            if alerter.is_repeat(fingerprint):
+            if self._windows.count_repeat(fingerprint, monotonic()):
                 return
             if event is None:
                 event = self._capture(scope, status, exception, duration, request_body, capture)
