@@ -1,20 +1,27 @@
 """An error storm through the app: what it costs the service, Redis and Lark.
 
-    python benchmarks/storm.py [--requests 20000] [--kinds 100] [--trials 7]
+    python benchmarks/storm.py [--requests 20000] [--kinds 100] [--trials 5]
 
 20,000 failing requests over 100 fingerprints (statuses 400-499 on one route), 50 at a
 time, driven through the ASGI interface of a FastAPI app: bare, and with the middleware
 posting to a Lark-compatible receiver and deduplicating through a private redis-server
-started for the run (so its command counters count only this). Each variant runs in a
-fresh process; a trial runs both, in alternating order, and gives one ratio. A shared
-machine's speed drifts by tens of percent from one second to the next, so the ratio
-printed is the median of the trials', each of which is printed too.
+started for the run (so its command counters count only this).
 
-The last trial's middleware process stays until every alert is delivered; its numbers are
-the Redis commands per error (those the middleware sends, and those Redis executes
-including inside its scripts), the posts made and the alerter's counters. Earlier trials
-leave at once, their alerts undelivered; the rate budget they used stays in Redis, so that
-together they keep inside Lark's limits.
+A shared machine's speed drifts by tens of percent from one second to the next, more than
+the middleware costs, so both apps serve their storm in the same process, taking turns in
+chunks of 200 requests in the order AB BA AB ...: each sees the machine as the other does.
+A chunk's cost is the CPU time of the thread serving it; the alerter thread's CPU time over
+the whole storm (deciding, claiming in Redis, rendering, posting) is added to the
+middleware's. The ratio is the bare app's cost over the middleware's, that is the
+middleware's requests per CPU-second against the bare app's (a server's capacity in a
+storm). Each trial is a fresh process; the figure printed is the median of the trials',
+each of which is printed too.
+
+The last trial waits until every alert is delivered; its numbers are the Redis commands
+per error (those the middleware sends, and those Redis executes including inside its
+scripts), the posts made and the alerter's counters. Earlier trials leave at once, their
+alerts undelivered; the rate budget they used stays in Redis, so that together they keep
+inside Lark's limits. Peak RSS comes from two more processes, each serving one app alone.
 """
 
 from __future__ import annotations
@@ -29,23 +36,19 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
 CONCURRENCY = 50
+CHUNK_REQUESTS = 200
+VARIANTS = ("bare", "middleware")
 
 
-def run_variant(variant: str, requests: int, kinds: int, deliver: bool) -> dict[str, Any]:
-    """Runs inside the child process: drive the app, report numbers as JSON."""
-    import logging
-
-    from asgi_driver import receive, scope_for, send
+def build_app(variant: str) -> Any:
     from fastapi import FastAPI
     from fastapi.responses import PlainTextResponse
-    from starlette.types import Message
 
-    logging.getLogger("lark_alert_middleware").setLevel(logging.ERROR)
-    redis_calls = count_redis_calls()
     app = FastAPI()
 
     @app.get("/fail/{status}")
@@ -56,51 +59,90 @@ def run_variant(variant: str, requests: int, kinds: int, deliver: bool) -> dict[
         from lark_alert_middleware import LarkAlertMiddleware
 
         app.add_middleware(LarkAlertMiddleware)
+    return app
 
-    async def storm() -> float:
-        statuses = [400 + index % kinds for index in range(requests)]
-        queue = iter(statuses)
+
+class Served:
+    """An app under lifespan, as a server runs it: start-up before traffic, shutdown after."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        self._task = asyncio.create_task(self.app(scope, self._inbox.get, self._outbox.put))
+        await self._inbox.put({"type": "lifespan.startup"})
+        assert (await self._outbox.get())["type"] == "lifespan.startup.complete"
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        await self._outbox.get()
+        await self._task
+
+    async def storm(self, first: int, requests: int, kinds: int) -> None:
+        """`requests` failing requests, `CONCURRENCY` at a time, from the `first`th of the storm."""
+        from asgi_driver import receive, scope_for, send
+
+        statuses = iter([400 + index % kinds for index in range(first, first + requests)])
 
         async def worker() -> None:
-            for status in queue:
-                await app(scope_for(f"/fail/{status}"), receive, send)
+            for status in statuses:
+                await self.app(scope_for(f"/fail/{status}"), receive, send)
 
-        started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return requests / (time.perf_counter() - started)
 
-    async def served() -> float:
-        # As under a server: lifespan start-up first, the storm, then shutdown.
-        lifespan_inbox: asyncio.Queue[Message] = asyncio.Queue()
-        lifespan_outbox: asyncio.Queue[Message] = asyncio.Queue()
-        lifespan = asyncio.create_task(
-            app(
-                {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                lifespan_inbox.get,
-                lifespan_outbox.put,
-            )
-        )
-        await lifespan_inbox.put({"type": "lifespan.startup"})
-        assert (await lifespan_outbox.get())["type"] == "lifespan.startup.complete"
-        await asyncio.sleep(0.5)  # a service takes traffic some time after it starts
-        rate = await storm()
-        await lifespan_inbox.put({"type": "lifespan.shutdown"})
-        await lifespan_outbox.get()
-        await lifespan
-        return rate
 
-    requests_per_second = asyncio.run(served())
-    result: dict[str, Any] = {"rps": requests_per_second}
-    if variant == "middleware":
-        layer: Any = app.middleware_stack
-        while not isinstance(layer, LarkAlertMiddleware):
-            layer = layer.app
-        if layer.alerter is not None and deliver:
-            assert layer.alerter.flush(120)
-            result["stats"] = layer.alerter.stats().as_dict()
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["redis_calls"] = redis_calls[0]
+def alerter_cpu_seconds() -> float:
+    """CPU time of the middleware's alerter thread so far."""
+    [thread] = [thread for thread in threading.enumerate() if thread.name == "lark-alert-middleware"]
+    assert thread.ident is not None
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+async def trial(requests: int, kinds: int, deliver: bool) -> dict[str, Any]:
+    """Runs in a fresh process: both apps through the storm, in turns; CPU seconds of each."""
+    served = {variant: Served(build_app(variant)) for variant in VARIANTS}
+    for app in served.values():
+        await app.start()
+    await asyncio.sleep(0.5)  # a service takes traffic some time after it starts
+    cpu_seconds = dict.fromkeys(VARIANTS, 0.0)
+    alerter_before = alerter_cpu_seconds()
+    for index in range(requests // CHUNK_REQUESTS):
+        for variant in VARIANTS if index % 2 == 0 else VARIANTS[::-1]:
+            started = time.thread_time()
+            await served[variant].storm(index * CHUNK_REQUESTS, CHUNK_REQUESTS, kinds)
+            cpu_seconds[variant] += time.thread_time() - started
+    alerter = alerter_cpu_seconds() - alerter_before
+    for app in served.values():
+        await app.stop()
+    result: dict[str, Any] = {"cpu_seconds": cpu_seconds, "alerter_cpu_seconds": alerter}
+    if deliver:
+        middleware = find_middleware(served["middleware"].app)
+        assert middleware.alerter is not None and middleware.alerter.flush(120)
+        result["stats"] = middleware.alerter.stats().as_dict()
     return result
+
+
+async def alone(variant: str, requests: int, kinds: int) -> dict[str, Any]:
+    """Runs in a fresh process: one app through the storm, for its peak memory."""
+    app = Served(build_app(variant))
+    await app.start()
+    await app.storm(0, requests, kinds)
+    await app.stop()
+    return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def find_middleware(app: Any) -> Any:
+    from lark_alert_middleware import LarkAlertMiddleware
+
+    layer = app.middleware_stack
+    while not isinstance(layer, LarkAlertMiddleware):
+        layer = layer.app
+    return layer
 
 
 def count_redis_calls() -> list[int]:
@@ -124,10 +166,52 @@ def count_redis_calls() -> list[int]:
     return calls
 
 
+def child_main(arguments: argparse.Namespace) -> None:
+    import logging
+
+    logging.getLogger("lark_alert_middleware").setLevel(logging.ERROR)
+    if arguments.alone:
+        result = asyncio.run(alone(arguments.alone, arguments.requests, arguments.kinds))
+    else:
+        redis_calls = count_redis_calls()
+        result = asyncio.run(trial(arguments.requests, arguments.kinds, arguments.deliver))
+        result["redis_calls"] = redis_calls[0]
+    print(json.dumps(result))
+
+
+def run_child(arguments: argparse.Namespace, env: dict[str, str], *options: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--child", *options]
+    command += ["--requests", str(arguments.requests), "--kinds", str(arguments.kinds)]
+    # Without delivery, shutdown leaves at once: the alerts of this process are not waited for.
+    env = dict(env, LARK_ALERT_SHUTDOWN_TIMEOUT="120" if "--deliver" in options else "0")
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    return dict(json.loads(output.strip().splitlines()[-1]))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    import redis
+
+    command = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+    process = subprocess.Popen([*command, "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+    client.close()
+    return process
 
 
 def redis_commands(port: int) -> int:
@@ -137,17 +221,6 @@ def redis_commands(port: int) -> int:
     stats = client.info("commandstats")
     client.close()
     return sum(int(value["calls"]) for name, value in stats.items() if name not in ("cmdstat_info",))
-
-
-def child(variant: str, arguments: argparse.Namespace, env: dict[str, str], deliver: bool) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", variant]
-    command += ["--requests", str(arguments.requests), "--kinds", str(arguments.kinds)]
-    if deliver:
-        command.append("--deliver")
-    # Without delivery, shutdown leaves at once: the alerts of this process are not waited for.
-    env = dict(env, LARK_ALERT_SHUTDOWN_TIMEOUT="120" if deliver else "0")
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    return dict(json.loads(output.strip().splitlines()[-1]))
 
 
 def forget_errors(port: int) -> None:
@@ -167,69 +240,61 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--kinds", type=int, default=100)
-    parser.add_argument("--trials", type=int, default=7)
-    parser.add_argument("--child", choices=["bare", "middleware"])
-    parser.add_argument("--deliver", action="store_true")
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--alone", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--deliver", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        result = run_variant(arguments.child, arguments.requests, arguments.kinds, arguments.deliver)
-        print(json.dumps(result))
+        child_main(arguments)
         return
+    arguments.requests -= arguments.requests % (2 * CHUNK_REQUESTS)
 
     from lark_alert_middleware.lark import FREQUENCY_LIMITED
     from lark_alert_middleware.testing import LarkReceiver
 
     port = free_port()
-    redis_server = subprocess.Popen(
-        [
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    redis_server = start_redis(port)
     try:
-        time.sleep(0.3)
         with LarkReceiver() as lark:
             env = {key: value for key, value in os.environ.items() if not key.startswith("LARK_")}
             env.update(LARK_WEBHOOK_URL=lark.url, REDIS_URL=f"redis://127.0.0.1:{port}/0")
-            results: dict[str, list[dict[str, Any]]] = {"bare": [], "middleware": []}
-            for trial in range(arguments.trials):
-                last = trial == arguments.trials - 1
-                order = ["bare", "middleware"] if trial % 2 == 0 else ["middleware", "bare"]
-                for variant in order:
-                    if variant == "middleware" and last:
-                        posts_before, commands_before = len(lark.requests), redis_commands(port)
-                    results[variant].append(child(variant, arguments, env, deliver=last))
-                    if variant == "middleware" and last:
-                        posts = len(lark.requests) - posts_before
-                        commands = redis_commands(port) - commands_before
-                    forget_errors(port)
+            trials: list[dict[str, Any]] = []
+            for number in range(1, arguments.trials + 1):
+                print(f"  trial {number}/{arguments.trials}", file=sys.stderr, flush=True)
+                last = number == arguments.trials
+                posts_before, commands_before = len(lark.requests), redis_commands(port)
+                trials.append(run_child(arguments, env, *(["--deliver"] if last else [])))
+                posts, commands = len(lark.requests) - posts_before, redis_commands(port) - commands_before
+                forget_errors(port)
+            memory = {variant: run_child(arguments, env, "--alone", variant) for variant in VARIANTS}
+            forget_errors(port)
             refused = [r for r in lark.requests if r.answer_code == FREQUENCY_LIMITED]
     finally:
         redis_server.terminate()
         redis_server.wait()
 
     errors = arguments.requests
-    ratios = [m["rps"] / b["rps"] for b, m in zip(results["bare"], results["middleware"], strict=True)]
-    delivered = results["middleware"][-1]
+    delivered = trials[-1]
+
+    def cost(result: dict[str, Any], variant: str) -> float:
+        own = float(result["cpu_seconds"][variant])
+        return own + float(result["alerter_cpu_seconds"]) if variant == "middleware" else own
+
+    ratios = [cost(result, "bare") / cost(result, "middleware") for result in trials]
     print(f"{errors:,} error requests over {arguments.kinds} fingerprints, {CONCURRENCY} at a time")
-    print(
-        f"  bare app             {statistics.median(r['rps'] for r in results['bare']):>10,.0f} requests/s"
-        f"   peak RSS {statistics.median(r['peak_rss_mib'] for r in results['bare']):.1f} MiB"
-    )
-    print(
-        f"  with the middleware  {statistics.median(r['rps'] for r in results['middleware']):>10,.0f} "
-        f"requests/s   peak RSS {statistics.median(r['peak_rss_mib'] for r in results['middleware']):.1f} MiB"
+    for variant, label in (("bare", "bare app"), ("middleware", "with the middleware")):
+        rate = errors / statistics.median(cost(result, variant) for result in trials)
+        print(
+            f"  {label:<21}{rate:>10,.0f} requests per CPU-second"
+            f"   peak RSS {memory[variant]['peak_rss_mib']:.1f} MiB"
+        )
+    alerter_share = statistics.median(
+        result["alerter_cpu_seconds"] / cost(result, "middleware") for result in trials
     )
     print(f"  ratio                {statistics.median(ratios):>10.3f}   median of {arguments.trials} trials:")
     print(f"                       {', '.join(f'{ratio:.3f}' for ratio in ratios)}")
+    print(f"                       (the alerter thread: {alerter_share:.1%} of the middleware's CPU time)")
     print("  the last trial, delivering every alert:")
     print(
         f"  Redis commands/error {delivered['redis_calls'] / errors:>10.4f}   sent by the middleware "

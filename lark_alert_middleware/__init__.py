@@ -1,5 +1,7 @@
 """Report failing FastAPI/Starlette requests to a Lark (Feishu) group, once per error per window."""
 
+__version__ = "0.1.0"  # first: modules imported below read it
+
 from .config import AlertSettings, ConfigurationError
 from .event import CapturedBody, ErrorEvent
 from .fingerprint import default_fingerprint
@@ -15,4 +17,3 @@ __all__ = [
     "LarkAlertMiddleware",
     "default_fingerprint",
 ]
-__version__ = "0.1.0"

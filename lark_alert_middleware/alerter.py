@@ -115,9 +115,15 @@ class Alerter:
         # Events handed off but not yet decided, and every unit of work not yet finished.
         self._handoff_limit = max(1000, 20 * settings.queue_size)
         self._handed_off = 0
+        # Events on their way to the alerter thread; one wake-up of its loop takes all that came.
+        self._handoffs: deque[_Work] = deque()
+        self._handoffs_awaited_on: asyncio.AbstractEventLoop | None = None
         self._unfinished = 0
         self._changed = threading.Condition()
         self._loop_side: _LoopSide | None = None
+        # Lifespan shutdown has waited its timeout and logged the counters, and nothing came since:
+        # the exit hook that follows has no more to wait for.
+        self._settled_at_shutdown = False
         background_loop.stop_at_exit(self)
 
     # -- request threads -------------------------------------------------------------------
@@ -129,6 +135,7 @@ class Alerter:
             # Provisional until the store answers, so that a burst hands off one event, not many.
             repeats_here = self.windows.open(fingerprint, now + self._window_seconds, now)
         self.counters.add("raised")
+        self._settled_at_shutdown = False
         logger.debug("lark_alert_middleware: captured %s (request id %s)", fingerprint, event.request_id)
         with self._changed:
             self._unfinished += 1
@@ -141,7 +148,14 @@ class Alerter:
             if self.digest.add(fingerprint, event.status_code, event.path):
                 background_loop.call_soon(self._wake_delivery)
             return
-        background_loop.call_soon(self._accept, _Work(fingerprint, event, repeats_here))
+        self._handoffs.append(_Work(fingerprint, event, repeats_here))
+        # Waking the loop costs the request tens of microseconds; a burst of errors pays it once.
+        # Safe without a lock: the loop clears the mark before it takes, so nothing is stranded.
+        # The mark names the loop, so a process forked meanwhile wakes its own.
+        loop = background_loop.loop()
+        if self._handoffs_awaited_on is not loop:
+            self._handoffs_awaited_on = loop
+            loop.call_soon_threadsafe(self._accept)
 
     # -- any thread ------------------------------------------------------------------------
     def warm_up(self) -> Future[None]:
@@ -188,6 +202,7 @@ class Alerter:
                 self.settings.shutdown_timeout,
             )
         self.log_stats()
+        self._settled_at_shutdown = True
 
     @property
     def pending(self) -> int:
@@ -201,9 +216,11 @@ class Alerter:
             side = self._loop_side = _LoopSide(self, loop)
         return side
 
-    def _accept(self, work: _Work) -> None:
+    def _accept(self) -> None:
         side = self._side()
-        side.inbox.append(work)
+        self._handoffs_awaited_on = None
+        while self._handoffs:
+            side.inbox.append(self._handoffs.popleft())
         side.idle.clear()
         if side.consumer is None or side.consumer.done():
             side.consumer = side.loop.create_task(self._consume(side))
@@ -301,16 +318,22 @@ class Alerter:
         return card_settings(self.settings, self.service)
 
     async def shutdown(self) -> None:
-        """At exit, on the alerter thread: finish pending alerts within the timeout, log the counters."""
+        """At exit, on the alerter thread: finish pending alerts within the timeout, log the counters.
+
+        Then delivery starts nothing new: what still runs is cancelled by the caller.
+        """
         side = self._loop_side
-        if side is not None and self._unfinished:
-            side.delivery.draining = True
-            side.delivery.wake()
-            try:
-                await asyncio.wait_for(side.idle.wait(), self.shutdown_timeout)
-            except asyncio.TimeoutError:
-                logger.warning("lark_alert_middleware: %d alerts still pending at exit", self._unfinished)
-        self.log_stats()
+        if not self._settled_at_shutdown:
+            if side is not None and self._unfinished:
+                side.delivery.draining = True
+                side.delivery.wake()
+                try:
+                    await asyncio.wait_for(side.idle.wait(), self.shutdown_timeout)
+                except asyncio.TimeoutError:
+                    logger.warning("lark_alert_middleware: %d alerts still pending at exit", self._unfinished)
+            self.log_stats()
+        if side is not None:
+            side.delivery.close()
 
     def log_stats(self) -> None:
         stats = self.stats()

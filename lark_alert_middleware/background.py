@@ -95,12 +95,13 @@ class BackgroundLoop:
 
         async def shut_down() -> None:
             await asyncio.gather(*(_shut_down(member) for member in members))
+            # What the timeout left behind is abandoned before the clients it uses are closed.
+            await _cancel_remaining_tasks()
             for closer in self._closers:
                 try:
                     await closer()
                 except Exception:
                     logger.debug("lark_alert_middleware: error while closing", exc_info=True)
-            await _cancel_remaining_tasks()
 
         try:
             asyncio.run_coroutine_threadsafe(shut_down(), loop).result(deadline)
@@ -129,10 +130,12 @@ async def _shut_down(member: StopsAtExit) -> None:
 
 async def _cancel_remaining_tasks() -> None:
     current = asyncio.current_task()
-    tasks = [task for task in asyncio.all_tasks() if task is not current]
-    for task in tasks:
-        task.cancel()
-    if tasks:
+    for _ in range(3):  # a task's cleanup may start another; not indefinitely
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 

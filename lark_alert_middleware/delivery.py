@@ -189,6 +189,7 @@ class Delivery:
         self._sender: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[None]] = set()
         self.draining = False
+        self._closed = False
 
     def offer(self, alert: Alert) -> None:
         """Queue an alert, or fold it into the digest when the queue is full."""
@@ -200,8 +201,15 @@ class Delivery:
             self._queue.append(alert)
         self.wake()
 
+    def close(self) -> None:
+        """At exit: start no more posts (those under way are the caller's to cancel)."""
+        self._closed = True
+        self._wake.set()
+
     def wake(self) -> None:
         self._wake.set()
+        if self._closed:
+            return
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_all())
 
@@ -210,7 +218,7 @@ class Delivery:
         return not self._queue and not self._digest and not self._posts
 
     async def _send_all(self) -> None:
-        while True:
+        while not self._closed:
             if self._queue:
                 await self._slots.acquire()
                 self._start(self._post_alert(self._queue.popleft()))

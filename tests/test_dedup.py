@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,9 @@ import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+import lark_alert_middleware
 from lark_alert_middleware.breaker import CircuitBreaker
+from lark_alert_middleware.clients import SharedClients
 from lark_alert_middleware.dedup import (
     ClaimRequest,
     FallbackDedupStore,
@@ -129,4 +132,20 @@ async def test_fallback_store_survives_a_redis_outage_and_resumes(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert sum("Redis is unreachable" in message for message in warnings) == 1
     assert sum("reachable again" in message for message in warnings) == 1
+    await client.aclose()
+
+
+async def test_new_redis_connections_share_one_description_of_this_library(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = SharedClients().redis(SHARED_REDIS_URL, 1.0)
+    lookups: list[str] = []
+    look_up = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: lookups.append(name) or look_up(name))
+    connections = [client.connection_pool.make_connection() for _ in range(3)]
+    # Named for CLIENT SETINFO (Redis 7.2+), and not looked up in package metadata per connection.
+    assert {connection.driver_info.formatted_name for connection in connections} == {
+        f"redis-py(lark-alert-middleware_v{lark_alert_middleware.__version__})"
+    }
+    assert lookups == []
     await client.aclose()

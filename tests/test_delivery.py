@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
+import threading
 import tracemalloc
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -184,3 +186,60 @@ def test_a_storm_of_distinct_errors_keeps_memory_bounded(caplog: pytest.LogCaptu
     assert stats.sent + stats.coalesced >= 80_000 - stats.deduplicated  # nothing lost
     assert after - before < 2 * 1024 * 1024
     assert peak - before < 10 * 1024 * 1024
+
+
+def test_a_burst_of_errors_wakes_the_alerter_once(caplog: pytest.LogCaptureFixture) -> None:
+    from lark_alert_middleware.middleware import LarkAlertMiddleware
+    from lark_alert_middleware.sample import sample_event
+
+    caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
+    alerter = LarkAlertMiddleware(failing_app()).alerter
+    assert alerter is not None
+    loop = background_loop.loop()
+    busy, release = threading.Event(), threading.Event()
+    loop.call_soon_threadsafe(lambda: (busy.set(), release.wait(30)))  # the alerter is at work
+    busy.wait(10)
+    wake_ups: list[object] = []
+    wake_up = loop.call_soon_threadsafe
+    loop.call_soon_threadsafe = lambda *arguments: wake_ups.append(arguments) or wake_up(*arguments)  # type: ignore[method-assign]
+    try:
+        for _ in range(200):
+            alerter.submit("GET /burst 500", sample_event())
+    finally:
+        del loop.call_soon_threadsafe
+        release.set()
+    assert len(wake_ups) == 1
+    assert alerter.flush(30)
+    stats = alerter.stats()
+    assert (stats.raised, stats.deduplicated, alerter.pending) == (200, 199, 0)
+
+
+def test_errors_handed_off_from_many_threads_at_once_are_all_taken(caplog: pytest.LogCaptureFixture) -> None:
+    from lark_alert_middleware.middleware import LarkAlertMiddleware
+    from lark_alert_middleware.sample import sample_event
+
+    caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
+    alerter = LarkAlertMiddleware(failing_app()).alerter
+    assert alerter is not None
+    event = sample_event()
+
+    def submit_many(thread: int) -> None:
+        for _ in range(500):
+            alerter.submit(f"GET /threads/{thread} 500", event)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, inside the hand-off too
+    try:
+        threads = [threading.Thread(target=submit_many, args=(number,)) for number in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert alerter.flush(60)  # none stranded: every hand-off reached the alerter thread
+    stats = alerter.stats()
+    assert (stats.raised, alerter.pending) == (2000, 0)
+    # Each thread's error alerted once; the rest deduplicated, or folded into a digest by the
+    # hand-off's own bound when the alerter fell behind.
+    assert 1996 <= stats.deduplicated + stats.coalesced < 2000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from lark_alert_middleware.testing import LarkReceiver
 
 from ..conftest import SHARED_REDIS_URL, RedisServer, card_title, wait_until
-from .conftest import Server
+from .conftest import Process, Server
 from .test_uvicorn import hammer
 
 pytestmark = pytest.mark.integration
@@ -98,3 +99,40 @@ def test_four_workers_and_200_distinct_errors_stay_within_lark_limits(
     digested = sum(int(title.split()[0]) for title in titles(lark_receiver) if "more errors since" in title)
     assert len(set(singles)) == len(singles)
     assert len(singles) + digested == 200, output  # each distinct error: its own card or a digest line
+
+
+def test_a_hanging_webhook_holds_uvicorn_shutdown_for_the_timeout_once(
+    serve: Serve, make_lark_receiver: object
+) -> None:
+    lark: LarkReceiver = make_lark_receiver(hang_seconds=60)  # type: ignore[operator]
+    lark.fail_next(*["hang"] * 10)
+    server = serve(LARK_WEBHOOK_URL=lark.url, LARK_ALERT_SHUTDOWN_TIMEOUT="2")
+    statuses = list(range(400, 404))
+    assert asyncio.run(hammer(server.url, [f"/status/{status}" for status in statuses])) == statuses
+    lark.wait_for_in_flight(1)
+    started = time.monotonic()
+    output = server.terminate()
+    shutdown_seconds = time.monotonic() - started
+    assert "4 alerts still pending after 2.0s at shutdown" in output
+    for noise in ("Task was destroyed", "Exception ignored", "Traceback", "posting failed"):
+        assert noise not in output, output
+    assert shutdown_seconds < 2 + 4, output  # the timeout, once, plus the server's own exit
+
+
+def test_a_script_exiting_with_alerts_stuck_on_a_hanging_webhook_exits_quietly(
+    spawn: Callable[..., Process], make_lark_receiver: object
+) -> None:
+    lark: LarkReceiver = make_lark_receiver(hang_seconds=60)  # type: ignore[operator]
+    lark.fail_next(*["hang"] * 10)
+    started = time.monotonic()
+    environment = {"LARK_WEBHOOK_URL": lark.url, "LARK_ALERT_SHUTDOWN_TIMEOUT": "2"}
+    script = spawn("tests.integration.script_app", "4", **environment)
+    assert script.process.wait(timeout=60) == 0, script.output()
+    seconds = time.monotonic() - started
+    output = script.output()
+    assert "requests done" in output, output
+    assert "4 alerts still pending after 2.0s at shutdown" in output
+    # The exit hook neither waits a second time nor leaves asyncio's complaints behind.
+    for noise in ("at exit", "Task was destroyed", "Exception ignored", "Traceback", "posting failed"):
+        assert noise not in output, output
+    assert seconds < 2 + 8, output  # start-up, the timeout once, exit
