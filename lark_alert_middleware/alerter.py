@@ -121,9 +121,10 @@ class Alerter:
         self._unfinished = 0
         self._changed = threading.Condition()
         self._loop_side: _LoopSide | None = None
-        # Lifespan shutdown has waited its timeout and logged the counters, and nothing came since:
-        # the exit hook that follows has no more to wait for.
-        self._settled_at_shutdown = False
+        # Errors handed to this alerter so far, and how many of them lifespan shutdown waited for:
+        # if no more came since, the exit hook that follows has nothing more to wait for.
+        self._submitted = 0
+        self._settled_at_shutdown = -1
         background_loop.stop_at_exit(self)
 
     # -- request threads -------------------------------------------------------------------
@@ -135,9 +136,9 @@ class Alerter:
             # Provisional until the store answers, so that a burst hands off one event, not many.
             repeats_here = self.windows.open(fingerprint, now + self._window_seconds, now)
         self.counters.add("raised")
-        self._settled_at_shutdown = False
         logger.debug("lark_alert_middleware: captured %s (request id %s)", fingerprint, event.request_id)
         with self._changed:
+            self._submitted += 1
             self._unfinished += 1
             overflowing = self._handed_off >= self._handoff_limit
             if not overflowing:
@@ -150,8 +151,8 @@ class Alerter:
             return
         self._handoffs.append(_Work(fingerprint, event, repeats_here))
         # Waking the loop costs the request tens of microseconds; a burst of errors pays it once.
-        # Safe without a lock: the loop clears the mark before it takes, so nothing is stranded.
-        # The mark names the loop, so a process forked meanwhile wakes its own.
+        # Safe without a lock under the GIL (free-threaded builds would need one): the loop
+        # clears the mark before it takes, so nothing is stranded.
         loop = background_loop.loop()
         if self._handoffs_awaited_on is not loop:
             self._handoffs_awaited_on = loop
@@ -195,6 +196,7 @@ class Alerter:
 
         Servers may end the process by re-raising SIGTERM after shutdown, so exit hooks cannot be relied on.
         """
+        submitted = self._submitted
         if not await self.drain():
             logger.warning(
                 "lark_alert_middleware: %d alerts still pending after %.1fs at shutdown",
@@ -202,11 +204,25 @@ class Alerter:
                 self.settings.shutdown_timeout,
             )
         self.log_stats()
-        self._settled_at_shutdown = True
+        self._settled_at_shutdown = submitted
 
     @property
     def pending(self) -> int:
         return self._unfinished
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: what was under way is the parent's to deliver; locks start unheld.
+
+        What this process knows of open windows stays, so the child does not alert them again.
+        """
+        self._changed = threading.Condition()
+        self._handoffs = deque()
+        self._handoffs_awaited_on = None
+        self._unfinished = self._handed_off = 0
+        self._loop_side = None
+        self.counters = Counters()
+        self.digest = Digest()
+        self.windows.forget_lock_after_fork()
 
     # -- alerter thread --------------------------------------------------------------------
     def _side(self) -> _LoopSide:
@@ -217,8 +233,8 @@ class Alerter:
         return side
 
     def _accept(self) -> None:
-        side = self._side()
         self._handoffs_awaited_on = None
+        side = self._side()
         while self._handoffs:
             side.inbox.append(self._handoffs.popleft())
         side.idle.clear()
@@ -323,7 +339,7 @@ class Alerter:
         Then delivery starts nothing new: what still runs is cancelled by the caller.
         """
         side = self._loop_side
-        if not self._settled_at_shutdown:
+        if self._settled_at_shutdown != self._submitted:
             if side is not None and self._unfinished:
                 side.delivery.draining = True
                 side.delivery.wake()

@@ -30,6 +30,10 @@ class StopsAtExit(Protocol):
 
     async def shutdown(self) -> None: ...
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent finishes its own work; start with none and fresh locks."""
+        ...
+
 
 class BackgroundLoop:
     """Starts the thread on first use; after a fork the child starts its own on first use."""
@@ -119,6 +123,8 @@ class BackgroundLoop:
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
+        for member in list(self._stopping):
+            member.forget_after_fork()
 
 
 async def _shut_down(member: StopsAtExit) -> None:

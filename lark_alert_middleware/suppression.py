@@ -110,5 +110,9 @@ class SuppressionWindows:
         for key in list(itertools.islice(self._windows, max(0, excess))):
             del self._windows[key]
 
+    def forget_lock_after_fork(self) -> None:
+        # Another thread of the parent may have held it at the fork; none holds it here.
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return len(self._windows)

@@ -65,6 +65,11 @@ def test_zero_rate_limit_turns_dedup_off() -> None:
             "open.larksuite.com/hook",
             "LARK_WEBHOOK_URL (webhook_url=): must be an http(s) URL",
         ),
+        (  # accepted by urllib, refused by httpx when posting
+            "LARK_WEBHOOK_URL",
+            "https://open.larksuite.com/open-apis/bot/v2/hook/to\x7fken",
+            "LARK_WEBHOOK_URL (webhook_url=): must be an http(s) URL",
+        ),
         ("LARK_ALERT_EXCLUDE_PATHS", "health", "LARK_ALERT_EXCLUDE_PATHS (exclude_paths=)"),
         ("LARK_ALERT_MENTION", "<at id=all>", "LARK_ALERT_MENTION (mention=)"),
     ],

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+import redis
 import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -135,6 +136,7 @@ async def test_fallback_store_survives_a_redis_outage_and_resumes(
     await client.aclose()
 
 
+@pytest.mark.skipif(not hasattr(redis, "DriverInfo"), reason="redis-py without DriverInfo (before 7.2)")
 async def test_new_redis_connections_share_one_description_of_this_library(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

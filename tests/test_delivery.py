@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import threading
 import tracemalloc
@@ -243,3 +244,55 @@ def test_errors_handed_off_from_many_threads_at_once_are_all_taken(caplog: pytes
     # Each thread's error alerted once; the rest deduplicated, or folded into a digest by the
     # hand-off's own bound when the alerter fell behind.
     assert 1996 <= stats.deduplicated + stats.coalesced < 2000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_starts_without_the_parents_work_and_alerts_on_its_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from lark_alert_middleware.middleware import LarkAlertMiddleware
+    from lark_alert_middleware.sample import sample_event
+
+    caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
+    alerter = LarkAlertMiddleware(failing_app()).alerter
+    assert alerter is not None
+    loop = background_loop.loop()
+    busy, release = threading.Event(), threading.Event()
+    loop.call_soon_threadsafe(lambda: (busy.set(), release.wait(30)))  # the alerter is at work
+    busy.wait(10)
+    alerter.submit("GET /parent 500", sample_event())  # handed off, not yet taken
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child, which reports through its exit code
+        inherited_nothing = alerter.pending == 0
+        alerter.submit("GET /child 500", sample_event())
+        delivered = alerter.flush(10) and alerter.stats().raised == 1
+        os._exit(0 if inherited_nothing and delivered else 1)
+    release.set()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert alerter.flush(10) and alerter.stats().raised == 1  # the parent delivers its own
+
+
+def test_an_error_arriving_as_lifespan_shutdown_ends_is_still_awaited_at_exit(
+    make_lark_receiver: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    from lark_alert_middleware.sample import sample_event
+
+    caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
+    lark_receiver: LarkReceiver = make_lark_receiver(delay=0.5)  # type: ignore[operator]
+    app = failing_app(webhook_url=lark_receiver.url)
+    with TestClient(app) as client:
+        alerter = find_middleware(app).alerter
+        assert alerter is not None and client.get("/items/1").status_code == 404
+        log_stats = alerter.log_stats
+
+        def an_error_comes_in_meanwhile() -> None:  # after the drain, before shutdown is over
+            log_stats()
+            alerter.submit("GET /late 500", sample_event())
+
+        alerter.log_stats = an_error_comes_in_meanwhile  # type: ignore[method-assign]
+    assert len(lark_receiver.cards) == 1  # the late one is still on its way
+    alerter.log_stats = log_stats  # type: ignore[method-assign]
+    on_alerter_thread(alerter.shutdown())  # what the exit hook runs
+    assert len(lark_receiver.cards) == 2
