@@ -14,10 +14,13 @@ from typing import Any, TypeVar
 import pytest
 from starlette.testclient import TestClient
 
+from lark_alert_middleware.alerter import Alerter
 from lark_alert_middleware.background import background_loop
 from lark_alert_middleware.card import RenderedCard
 from lark_alert_middleware.delivery import LarkSink, RetryPolicy
 from lark_alert_middleware.lark import LarkWebhook
+from lark_alert_middleware.middleware import LarkAlertMiddleware
+from lark_alert_middleware.sample import sample_event
 from lark_alert_middleware.stats import Counters
 from lark_alert_middleware.testing import LarkReceiver
 from lark_alert_middleware.throttle import InProcessRateBudget
@@ -35,6 +38,22 @@ CARD = RenderedCard({"elements": []}, '{"elements":[]}', 15)
 def on_alerter_thread(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run where the sink runs in production: the alerter thread, with its shared HTTP client."""
     return background_loop.submit(coroutine).result(timeout=60)
+
+
+def quiet_alerter(caplog: pytest.LogCaptureFixture, **options: Any) -> Alerter:
+    """The alerter of a middleware without a webhook, its log lines silenced."""
+    caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
+    alerter = LarkAlertMiddleware(failing_app(), **options).alerter
+    assert alerter is not None
+    return alerter
+
+
+def keep_the_alerter_busy() -> threading.Event:
+    """Occupy the alerter loop until the returned event is set: what is handed off waits, untaken."""
+    busy, release = threading.Event(), threading.Event()
+    background_loop.loop().call_soon_threadsafe(lambda: (busy.set(), release.wait(30)))
+    busy.wait(10)
+    return release
 
 
 def sink_for(
@@ -159,13 +178,7 @@ def test_repeats_are_reported_in_the_next_alert(lark_receiver: LarkReceiver) -> 
 
 
 def test_a_storm_of_distinct_errors_keeps_memory_bounded(caplog: pytest.LogCaptureFixture) -> None:
-    from lark_alert_middleware.middleware import LarkAlertMiddleware
-    from lark_alert_middleware.sample import sample_event
-
-    caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
-    middleware = LarkAlertMiddleware(failing_app(), dedup_capacity=1000, queue_size=10)
-    alerter = middleware.alerter
-    assert alerter is not None
+    alerter = quiet_alerter(caplog, dedup_capacity=1000, queue_size=10)
     event = sample_event()
 
     def storm(count: int, offset: int) -> None:
@@ -190,16 +203,9 @@ def test_a_storm_of_distinct_errors_keeps_memory_bounded(caplog: pytest.LogCaptu
 
 
 def test_a_burst_of_errors_wakes_the_alerter_once(caplog: pytest.LogCaptureFixture) -> None:
-    from lark_alert_middleware.middleware import LarkAlertMiddleware
-    from lark_alert_middleware.sample import sample_event
-
-    caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
-    alerter = LarkAlertMiddleware(failing_app()).alerter
-    assert alerter is not None
+    alerter = quiet_alerter(caplog)
+    release = keep_the_alerter_busy()
     loop = background_loop.loop()
-    busy, release = threading.Event(), threading.Event()
-    loop.call_soon_threadsafe(lambda: (busy.set(), release.wait(30)))  # the alerter is at work
-    busy.wait(10)
     wake_ups: list[object] = []
     wake_up = loop.call_soon_threadsafe
     loop.call_soon_threadsafe = lambda *arguments: wake_ups.append(arguments) or wake_up(*arguments)  # type: ignore[method-assign]
@@ -216,12 +222,7 @@ def test_a_burst_of_errors_wakes_the_alerter_once(caplog: pytest.LogCaptureFixtu
 
 
 def test_errors_handed_off_from_many_threads_at_once_are_all_taken(caplog: pytest.LogCaptureFixture) -> None:
-    from lark_alert_middleware.middleware import LarkAlertMiddleware
-    from lark_alert_middleware.sample import sample_event
-
-    caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
-    alerter = LarkAlertMiddleware(failing_app()).alerter
-    assert alerter is not None
+    alerter = quiet_alerter(caplog)
     event = sample_event()
 
     def submit_many(thread: int) -> None:
@@ -251,16 +252,8 @@ def test_errors_handed_off_from_many_threads_at_once_are_all_taken(caplog: pytes
 def test_a_forked_child_starts_without_the_parents_work_and_alerts_on_its_own(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from lark_alert_middleware.middleware import LarkAlertMiddleware
-    from lark_alert_middleware.sample import sample_event
-
-    caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
-    alerter = LarkAlertMiddleware(failing_app()).alerter
-    assert alerter is not None
-    loop = background_loop.loop()
-    busy, release = threading.Event(), threading.Event()
-    loop.call_soon_threadsafe(lambda: (busy.set(), release.wait(30)))  # the alerter is at work
-    busy.wait(10)
+    alerter = quiet_alerter(caplog)
+    release = keep_the_alerter_busy()
     alerter.submit("GET /parent 500", sample_event())  # handed off, not yet taken
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child, which reports through its exit code
@@ -277,8 +270,6 @@ def test_a_forked_child_starts_without_the_parents_work_and_alerts_on_its_own(
 def test_an_error_arriving_as_lifespan_shutdown_ends_is_still_awaited_at_exit(
     make_lark_receiver: object, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from lark_alert_middleware.sample import sample_event
-
     caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
     lark_receiver: LarkReceiver = make_lark_receiver(delay=0.5)  # type: ignore[operator]
     app = failing_app(webhook_url=lark_receiver.url)
