@@ -4,7 +4,8 @@
 
 Time ratios on a shared machine move by a percent or two from run to run, which is the size
 of what the request path costs. Instruction counts do not: the same code, inputs and
-interpreter give the same count whatever else the machine is doing. Each variant of the
+interpreter give the same count whatever else the machine is doing (though not from every
+directory: the same commit checked out elsewhere counted about 0.3% apart). Each variant of the
 benchmark app (bare, this middleware, and the status-only middleware that is the floor for
 any middleware reporting failing responses) runs under callgrind twice, with N and 3N
 requests after a warm-up; the difference, divided by 2N, is the cost of one request, with
