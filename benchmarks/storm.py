@@ -152,6 +152,8 @@ def count_redis_calls() -> list[int]:
     calls = [0]
     execute_command = redis.asyncio.client.Redis.execute_command
     pipeline_execute = redis.asyncio.client.Pipeline.execute
+    # What a pipeline sends outside its stack (redis-py's SCRIPT EXISTS before registered scripts).
+    pipeline_immediate = redis.asyncio.client.Pipeline.immediate_execute_command
 
     async def counted_command(self: Any, *args: Any, **options: Any) -> Any:
         calls[0] += 1
@@ -161,8 +163,13 @@ def count_redis_calls() -> list[int]:
         calls[0] += len(self.command_stack)
         return await pipeline_execute(self, *args, **options)
 
+    async def counted_immediate(self: Any, *args: Any, **options: Any) -> Any:
+        calls[0] += 1
+        return await pipeline_immediate(self, *args, **options)
+
     redis.asyncio.client.Redis.execute_command = counted_command  # type: ignore[method-assign]
     redis.asyncio.client.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
+    redis.asyncio.client.Pipeline.immediate_execute_command = counted_immediate  # type: ignore[method-assign]
     return calls
 
 

@@ -41,7 +41,7 @@ from .redact import Redactor
 from .stats import AlerterStats, Counters
 from .suppression import SuppressionWindows
 from .throttle import FallbackRateBudget, InProcessRateBudget, RateBudget, RedisRateBudget
-from .view import CardSettings, Repeats, build_view, card_settings
+from .view import CardSettings, Repeats, build_view, card_settings, redacted_digest
 
 logger = logging.getLogger("lark_alert_middleware")
 
@@ -198,11 +198,7 @@ class Alerter:
         """
         submitted = self._submitted
         if not await self.drain():
-            logger.warning(
-                "lark_alert_middleware: %d alerts still pending after %.1fs at shutdown",
-                self._unfinished,
-                self.settings.shutdown_timeout,
-            )
+            self._give_up_at_shutdown()
         self.log_stats()
         self._settled_at_shutdown = submitted
 
@@ -303,7 +299,7 @@ class Alerter:
         return card, summary
 
     def render_digest(self, summary: DigestSummary) -> RenderedCard:
-        return self._renderer.render_digest(summary, self.card_settings())
+        return self._renderer.render_digest(redacted_digest(summary, self._redactor), self.card_settings())
 
     def finished(self, units: int) -> None:
         """`units` of work are done (posted, given up, deduplicated)."""
@@ -346,14 +342,26 @@ class Alerter:
                 try:
                     await asyncio.wait_for(side.idle.wait(), self.shutdown_timeout)
                 except asyncio.TimeoutError:
-                    logger.warning("lark_alert_middleware: %d alerts still pending at exit", self._unfinished)
+                    self._give_up_at_shutdown()
             self.log_stats()
         if side is not None:
             side.delivery.close()
 
+    def _give_up_at_shutdown(self) -> None:
+        # Counted as dropped now: the process is about to end with them undelivered.
+        pending = self._unfinished
+        self.counters.add("dropped", pending)
+        logger.warning(
+            "lark_alert_middleware: %d alerts still pending after %.1fs at shutdown; dropped",
+            pending,
+            self.shutdown_timeout,
+        )
+
     def log_stats(self) -> None:
+        """The counters in one line: at INFO, or at WARNING when alerts were lost or given up on."""
         stats = self.stats()
         if stats.raised:
-            logger.info(
-                "lark_alert_middleware: %s", ", ".join(f"{k} {v}" for k, v in stats.as_dict().items())
+            level = logging.WARNING if stats.failed or stats.dropped else logging.INFO
+            logger.log(
+                level, "lark_alert_middleware: %s", ", ".join(f"{k} {v}" for k, v in stats.as_dict().items())
             )

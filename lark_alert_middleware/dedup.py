@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as redis_asyncio
+from redis.exceptions import NoScriptError
 
 from .breaker import CircuitBreaker
 
@@ -130,24 +131,42 @@ class RedisDedupStore:
     def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._claim = client.register_script(_CLAIM_SCRIPT)
+        self._claim_sha = hashlib.sha1(_CLAIM_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self._prefix}{{{key}}}"
         return [f"{base}:window", f"{base}:repeats", f"{base}:last"]
 
     async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+        # By hash, not through redis-py's Script in a pipeline: that asks SCRIPT EXISTS first,
+        # a second round trip per batch. Redis answers NOSCRIPT only after a restart or a flush;
+        # then those claims go again with the script's text (which loads it).
+        replies = await self._run_claims(requests, now, by_hash=True)
+        unknown = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if unknown:
+            again = await self._run_claims([requests[index] for index in unknown], now, by_hash=False)
+            for index, reply in zip(unknown, again, strict=True):
+                replies[index] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
+
+    async def _run_claims(self, requests: Sequence[ClaimRequest], now: float, *, by_hash: bool) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipeline:
             for request in requests:
-                arguments: list[str | int] = [
+                keys_and_arguments: list[str | int] = [
+                    *self._keys(request.key),
                     request.window_seconds,
                     f"{now:.3f}",
                     request.repeats_here,
                     HISTORY_SECONDS,
                 ]
-                await self._claim(keys=self._keys(request.key), args=arguments, client=pipeline)
-            replies = await pipeline.execute()
-        return [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
+                if by_hash:
+                    pipeline.evalsha(self._claim_sha, 3, *keys_and_arguments)
+                else:
+                    pipeline.eval(_CLAIM_SCRIPT, 3, *keys_and_arguments)
+            return list(await pipeline.execute(raise_on_error=False))
 
     async def add_repeats(self, repeats: dict[str, int]) -> None:
         if not repeats:

@@ -18,7 +18,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .card import RenderedCard
@@ -198,7 +198,8 @@ class Delivery:
             self._counters.add("coalesced")
             logger.debug("lark_alert_middleware: queue full; %s folded into the digest", alert.fingerprint)
         else:
-            self._queue.append(alert)
+            # It may wait minutes for Lark's rate budget: not with the frames of its traceback.
+            self._queue.append(replace(alert, event=alert.event.without_frames()))
         self.wake()
 
     def close(self) -> None:

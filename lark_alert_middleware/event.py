@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import traceback
+from dataclasses import dataclass, replace
+
+# Frames of a traceback shown on a card: the innermost ones, where the error was raised.
+TRACEBACK_FRAMES = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,38 @@ class BodyBuffer:
         return CapturedBody(b"".join(self.chunks), self.size, content_type, content_encoding)
 
 
+def exception_name(exception: BaseException | None) -> str:
+    """`ValueError` for builtins, `package.module.Error` otherwise; empty without an exception."""
+    if exception is None:
+        return ""
+    kind = type(exception)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionText:
+    """An exception as a card shows it, unredacted, holding none of the exception's frames."""
+
+    type_name: str
+    message: str
+    traceback: str
+
+    @classmethod
+    def of(cls, exception: BaseException) -> ExceptionText:
+        try:
+            message = str(exception)
+        except Exception:
+            message = "<str() of the exception failed>"
+        try:
+            formatted = traceback.TracebackException.from_exception(exception, limit=-TRACEBACK_FRAMES)
+            trace = "".join(formatted.format()).rstrip("\n")
+        except Exception:
+            trace = ""
+        return cls(exception_name(exception), message, trace)
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
     """One failing request as the middleware saw it. Raw: redaction happens before rendering."""
@@ -66,6 +102,15 @@ class ErrorEvent:
     response_body: CapturedBody
     exception: BaseException | None
     trace_id: str | None = None
+    # Set instead of `exception` once the event waits to be posted (see `without_frames`).
+    exception_text: ExceptionText | None = None
+
+    def without_frames(self) -> ErrorEvent:
+        """This event with its exception as text: a traceback keeps every frame's locals alive
+        (a request body read into memory, say) for as long as the alert waits for its turn."""
+        if self.exception is None:
+            return self
+        return replace(self, exception=None, exception_text=ExceptionText.of(self.exception))
 
     def header(self, name: str) -> str | None:
         """The first value of a request header, by case-insensitive name."""

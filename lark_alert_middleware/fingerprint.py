@@ -5,20 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .event import ErrorEvent
+from .event import exception_name as exception_name  # for fingerprint functions: one import
 
 FingerprintFunction = Callable[[ErrorEvent], str]
 
 UNMATCHED_ROUTE = "<unmatched>"
-
-
-def exception_name(exception: BaseException | None) -> str:
-    """`ValueError` for builtins, `package.module.Error` otherwise; empty without an exception."""
-    if exception is None:
-        return ""
-    kind = type(exception)
-    if kind.__module__ == "builtins":
-        return kind.__qualname__
-    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def fingerprint_of(method: str, route: str | None, status_code: int, exception: BaseException | None) -> str:

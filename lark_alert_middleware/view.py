@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -11,7 +10,7 @@ from urllib.parse import parse_qsl, quote
 
 from .config import AlertSettings
 from .digest import DigestSummary
-from .event import ErrorEvent
+from .event import ErrorEvent, ExceptionText
 from .excerpt import BodyExcerpt, excerpt_body, printable
 from .markup import LarkText, mention_markup
 from .redact import Redactor
@@ -91,7 +90,7 @@ class AlertView:
 def build_view(event: ErrorEvent, fingerprint: str, repeats: Repeats | None, redactor: Redactor) -> AlertView:
     return AlertView(
         event=event,
-        fingerprint=fingerprint,
+        fingerprint=printable(redactor.text(fingerprint)),  # a custom fingerprint may hold request data
         repeats=repeats,
         path=printable(redactor.text(event.path)),
         query=[
@@ -101,25 +100,19 @@ def build_view(event: ErrorEvent, fingerprint: str, repeats: Repeats | None, red
         headers=[(printable(k), printable(v)) for k, v in redactor.pairs(event.headers)],
         request_body=excerpt_body(event.request_body, redactor),
         response_body=excerpt_body(event.response_body, redactor),
-        exception=_exception_view(event.exception, redactor),
+        exception=_exception_view(event, redactor),
     )
 
 
-def _exception_view(exception: BaseException | None, redactor: Redactor) -> ExceptionView | None:
-    if exception is None:
-        return None
-    try:
-        message = str(exception)
-    except Exception:
-        message = "<str() of the exception failed>"
-    try:
-        formatted = traceback.TracebackException.from_exception(exception, limit=-12).format()
-        trace = "".join(formatted).rstrip("\n")
-    except Exception:
-        trace = ""
-    kind = type(exception)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    return ExceptionView(name, printable(redactor.text(message)), printable(redactor.text(trace)))
+def _exception_view(event: ErrorEvent, redactor: Redactor) -> ExceptionView | None:
+    text = event.exception_text
+    if text is None:
+        if event.exception is None:
+            return None
+        text = ExceptionText.of(event.exception)
+    return ExceptionView(
+        text.type_name, printable(redactor.text(text.message)), printable(redactor.text(text.traceback))
+    )
 
 
 def cut(text: str, limit: int, *, keep_end: bool = False) -> tuple[str, int]:
@@ -156,7 +149,7 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
             shorten(view.exception.message, sizes.message),
             shorten(view.exception.traceback, sizes.traceback, keep_end=True),
         )
-    is_error = event.status_code >= 500 or event.exception is not None
+    is_error = event.status_code >= 500 or view.exception is not None
     route = event.route or view.path
     occurred = datetime.fromtimestamp(event.timestamp, tz=timezone.utc)
     variables: dict[str, Any] = {
@@ -197,6 +190,19 @@ DIGEST_LINES = 15
 SEVERITY_ICONS = {True: "🔴", False: "🟠"}
 
 
+def redacted_digest(summary: DigestSummary, redactor: Redactor) -> DigestSummary:
+    """The digest with the lines it shows redacted, as every card is; the others are only counted."""
+    shown = tuple(
+        replace(
+            line,
+            fingerprint=redactor.text(line.fingerprint),
+            example_path=redactor.text(line.example_path),
+        )
+        for line in summary.lines[:DIGEST_LINES]
+    )
+    return replace(summary, lines=shown + summary.lines[DIGEST_LINES:])
+
+
 def digest_variables(summary: DigestSummary, card: CardSettings) -> dict[str, Any]:
     """The variables of the digest card: the most frequent kinds first, the rest as a count."""
     shown = summary.lines[:DIGEST_LINES]
@@ -221,7 +227,9 @@ def digest_variables(summary: DigestSummary, card: CardSettings) -> dict[str, An
             }
             for line in shown
         ],
+        # Past the digest's bound on kinds, errors are counted but their kinds are not.
         "more_kinds": len(hidden) + (1 if summary.uncounted_kinds_total else 0),
+        "more_kinds_at_least": summary.uncounted_kinds_total > 0,
         "more_errors": sum(line.count for line in hidden) + summary.uncounted_kinds_total,
     }
 

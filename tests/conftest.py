@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -89,6 +90,15 @@ class RedisServer:
             wait_until(lambda: _pings(client), timeout=10, what="redis-server to answer PING")
         finally:
             client.close()
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel and never answered, as by a hung Redis."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import pytest
@@ -17,6 +17,7 @@ import lark_alert_middleware
 from lark_alert_middleware.breaker import CircuitBreaker
 from lark_alert_middleware.clients import SharedClients
 from lark_alert_middleware.dedup import (
+    Claim,
     ClaimRequest,
     FallbackDedupStore,
     InProcessDedupStore,
@@ -100,6 +101,26 @@ async def test_a_batch_of_claims_is_decided_in_one_round_trip_in_order(
     assert [claim.first for claim in claims] == [True, True, False, True, False]
 
 
+async def test_claims_cost_one_round_trip_and_survive_a_flush_of_scripts(own_redis: RedisServer) -> None:
+    client = redis_asyncio.Redis.from_url(own_redis.url)
+    try:
+        store = RedisDedupStore(client, "t:")
+        assert [c.first for c in await store.claim([ClaimRequest("warm", 60, 0)], now=1000.0)] == [True]
+        await client.config_resetstat()
+        batch = [ClaimRequest(key, 60, 0) for key in ("x", "y", "x")]
+        assert [c.first for c in await store.claim(batch, now=1000.0)] == [True, True, False]
+        commands = await client.info("commandstats")
+        # Three script calls by hash in one pipeline; no SCRIPT EXISTS first, no second round trip.
+        assert commands["cmdstat_evalsha"]["calls"] == 3
+        assert "cmdstat_script" not in commands and "cmdstat_eval" not in commands
+        await client.script_flush()  # as after a restart: Redis no longer knows the script
+        assert [c.first for c in await store.claim(batch, now=1000.0)] == [False, False, False]
+        assert [c.first for c in await store.claim([ClaimRequest("new", 60, 0)], now=1000.0)] == [True]
+        assert (await client.info("commandstats"))["cmdstat_eval"]["calls"] == 3  # sent again, once
+    finally:
+        await client.aclose()
+
+
 async def test_keys_are_separate_per_service_and_environment() -> None:
     assert dedup_key("a", "prod", "GET / 500") != dedup_key("b", "prod", "GET / 500")
     assert dedup_key("a", "prod", "GET / 500") != dedup_key("a", "staging", "GET / 500")
@@ -133,6 +154,37 @@ async def test_fallback_store_survives_a_redis_outage_and_resumes(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert sum("Redis is unreachable" in message for message in warnings) == 1
     assert sum("reachable again" in message for message in warnings) == 1
+    await client.aclose()
+
+
+class CountedRedisStore(RedisDedupStore):
+    """The real store, counting the claims that went to Redis."""
+
+    calls = 0
+
+    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+        self.calls += 1
+        return await super().claim(requests, now)
+
+
+async def test_a_hung_redis_costs_one_timeout_then_the_breaker_keeps_claims_away(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = SharedClients().redis(own_redis.url, timeout=0.2)  # as the alerter configures it
+    primary = CountedRedisStore(client, "t:")
+    store = FallbackDedupStore(primary, InProcessDedupStore(100), CircuitBreaker(timeout=0.4, pause=60))
+    assert (await store.claim([ClaimRequest("a", 60, 0)], now=1000.0))[0].first
+    own_redis.freeze()
+    try:
+        with caplog.at_level(logging.WARNING, logger="lark_alert_middleware"), anyio.fail_after(10):
+            claims = [(await store.claim([ClaimRequest("b", 60, 0)], now=1000.0))[0] for _ in range(50)]
+    finally:
+        own_redis.thaw()
+    assert [claim.first for claim in claims].count(True) == 1  # decided in-process meanwhile
+    # The first claim, and the one that timed out: the other 49 never waited on Redis.
+    assert primary.calls == 2 and store.breaker.in_outage
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Redis is unreachable (TimeoutError)" in warnings[0]
     await client.aclose()
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 import sys
 import threading
 import tracemalloc
+import weakref
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import pytest
@@ -18,7 +21,9 @@ from lark_alert_middleware.alerter import Alerter
 from lark_alert_middleware.background import background_loop
 from lark_alert_middleware.card import RenderedCard
 from lark_alert_middleware.delivery import LarkSink, RetryPolicy
-from lark_alert_middleware.lark import LarkWebhook
+from lark_alert_middleware.digest import Digest
+from lark_alert_middleware.event import ErrorEvent
+from lark_alert_middleware.lark import FREQUENCY_LIMITED, LarkAnswer, LarkWebhook, Outcome
 from lark_alert_middleware.middleware import LarkAlertMiddleware
 from lark_alert_middleware.sample import sample_event
 from lark_alert_middleware.stats import Counters
@@ -26,7 +31,7 @@ from lark_alert_middleware.testing import LarkReceiver
 from lark_alert_middleware.throttle import InProcessRateBudget
 
 from .apps import failing_app
-from .conftest import card_text, card_title, find_middleware, wait_until
+from .conftest import RedisServer, card_text, card_title, find_middleware, wait_until
 
 T = TypeVar("T")
 FAST = RetryPolicy(
@@ -92,6 +97,34 @@ def test_gives_up_after_the_last_attempt(
         "gave up posting test alert" in r.getMessage() and "HTTP 500" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_retry_delays_back_off_exponentially_with_jitter_and_honour_lark_s_hints() -> None:
+    policy = RetryPolicy(first_delay=1.0, max_delay=30.0, frequency_limited_delay=2.0)
+    server_error = LarkAnswer(Outcome.RETRY, "boom", http_status=500)
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (6, 30.0), (9, 30.0)]:
+        delays = {policy.delay(attempt, server_error) for _ in range(200)}
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+        assert len(delays) > 100  # jittered: replicas that failed together do not retry together
+    frequency_limited = LarkAnswer(Outcome.RETRY, "slow down", code=FREQUENCY_LIMITED)
+    assert min(policy.delay(1, frequency_limited) for _ in range(200)) >= 2.0
+    told_when = LarkAnswer(Outcome.RETRY, "later", http_status=429, retry_after=7.0)
+    assert min(policy.delay(1, told_when) for _ in range(200)) >= 7.0
+    told_too_late = LarkAnswer(Outcome.RETRY, "much later", http_status=429, retry_after=3600.0)
+    assert max(policy.delay(1, told_too_late) for _ in range(200)) <= 30.0
+
+
+def test_retrying_stops_at_the_total_time_budget_before_the_attempts_run_out(
+    lark_receiver: LarkReceiver,
+) -> None:
+    lark_receiver.fail_next(*["http_500"] * 200)
+    policy = RetryPolicy(attempts=100, first_delay=0.05, max_delay=0.05, total_seconds=0.5)
+    counters = Counters()
+    sink = LarkSink(LarkWebhook(lark_receiver.url, None, 5.0), InProcessRateBudget(), counters, policy)
+    assert not on_alerter_thread(sink.send(CARD, "test alert"))
+    # Delays of at least 25 ms inside half a second: never the hundred attempts allowed.
+    assert 2 <= len(lark_receiver.requests) <= 21
+    assert counters.snapshot().failed == 1
 
 
 def test_a_signature_refusal_is_not_retried_and_logged_once_with_the_fix(
@@ -162,19 +195,103 @@ def test_what_overflows_the_queue_is_folded_into_one_digest(make_lark_receiver: 
     assert "GET /status/{status}" in card_text(digests[0])
 
 
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+
+
+def test_a_digest_shows_paths_and_fingerprints_redacted_as_cards_do(caplog: pytest.LogCaptureFixture) -> None:
+    alerter = quiet_alerter(caplog, scrub=lambda text: text.replace("alice@example.com", "[a user]"))
+    digest = Digest()
+    digest.add(f"GET /verify/{JWT} 401", 401, f"/verify/{JWT}")
+    digest.add("GET /users/{email} 404", 404, "/users/alice@example.com")
+    summary = digest.take()
+    assert summary is not None
+    text = alerter.render_digest(summary).json_text
+    assert JWT not in text and text.count("[redacted jwt]") == 2
+    assert "alice@example.com" not in text and "[a user]" in text
+
+
+def test_a_digest_past_its_bound_on_kinds_counts_every_error(caplog: pytest.LogCaptureFixture) -> None:
+    alerter = quiet_alerter(caplog)
+    digest = Digest(max_kinds=16)
+    for index in range(20):
+        digest.add(f"GET /kind/{index} 500", 500, f"/kind/{index}")
+    summary = digest.take()
+    assert summary is not None
+    text = alerter.render_digest(summary).json_text
+    # 15 lines shown; one more kind was counted, and 4 errors past the bound only as errors.
+    assert "… and 5 more errors of 2 or more other kinds" in text
+
+
+class Upload:
+    """Stands for what a failing handler holds in its frame: a request body read into memory."""
+
+
+def failure_holding(upload: Upload) -> ErrorEvent:
+    try:
+        raise RuntimeError(f"could not store an upload of {len(vars(upload))} fields")
+    except RuntimeError as error:
+        return replace(sample_event(), exception=error)
+
+
+def test_alerts_waiting_for_their_turn_keep_no_frames_alive(lark_receiver: LarkReceiver) -> None:
+    alerter = LarkAlertMiddleware(failing_app(), webhook_url=lark_receiver.url).alerter
+    assert alerter is not None
+    uploads = [Upload() for _ in range(8)]
+    alive = [weakref.ref(upload) for upload in uploads]
+    for index, upload in enumerate(uploads):
+        alerter.submit(f"POST /uploads/{index} 500", failure_holding(upload))
+    del uploads, upload
+    wait_until(lambda: alerter.stats().sent >= 1, what="the first card")
+    gc.collect()
+    assert alerter.pending >= 3  # Lark takes 5 posts a second: the rest wait in the queue...
+    assert [ref() for ref in alive] == [None] * 8  # ...without the frames of their tracebacks
+    assert alerter.flush(30)
+    assert len(lark_receiver.cards) == 8
+    for card in lark_receiver.cards:
+        assert "RuntimeError" in card_text(card) and "in failure_holding" in card_text(card)
+
+
 def test_repeats_are_reported_in_the_next_alert(lark_receiver: LarkReceiver) -> None:
     app = failing_app(webhook_url=lark_receiver.url, rate_limit=1)
+    requests = 0
     with TestClient(app) as client:
         for _ in range(5):
             client.get("/conflict")
+            requests += 1
 
         def second_alert() -> bool:
+            nonlocal requests
             client.get("/conflict")
+            requests += 1
             return len(lark_receiver.cards) >= 2
 
         wait_until(second_alert, timeout=15, interval=0.05, what="an alert after the one-second window")
     second = card_text(lark_receiver.cards[1])
-    assert "Repeated" in second and "since the previous alert" in second
+    assert "since the previous alert" in second
+    repeated = re.search(r"Repeated (\d+) times", second)
+    assert repeated is not None, second
+    # The four repeats before the loop, and those of the loop before the request that alerted.
+    assert 4 <= int(repeated.group(1)) <= requests - 2
+
+
+def test_a_hung_redis_neither_holds_requests_back_nor_stops_alerts(
+    own_redis: RedisServer, lark_receiver: LarkReceiver
+) -> None:
+    app = failing_app(webhook_url=lark_receiver.url, redis_url=own_redis.url, redis_timeout=0.2)
+    with TestClient(app) as client:  # start-up connects to Redis and loads its scripts
+        alerter = find_middleware(app).alerter
+        assert alerter is not None
+        own_redis.freeze()
+        try:
+            statuses = [client.get(f"/status/{status}").status_code for status in (400, 401, 402)]
+            assert alerter.flush(30)
+        finally:
+            own_redis.thaw()
+    assert statuses == [400, 401, 402]
+    assert sorted(card_title(card) for card in lark_receiver.cards) == [
+        f"{status} GET /status/{{status}}" for status in (400, 401, 402)
+    ]
+    assert alerter.stats().sent == 3
 
 
 def test_a_storm_of_distinct_errors_keeps_memory_bounded(caplog: pytest.LogCaptureFixture) -> None:
@@ -200,6 +317,23 @@ def test_a_storm_of_distinct_errors_keeps_memory_bounded(caplog: pytest.LogCaptu
     assert stats.sent + stats.coalesced >= 80_000 - stats.deduplicated  # nothing lost
     assert after - before < 2 * 1024 * 1024
     assert peak - before < 10 * 1024 * 1024
+
+
+def test_the_counters_are_logged_at_info_and_at_warning_once_alerts_were_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    alerter = quiet_alerter(caplog)
+    alerter.submit("GET /counted 500", sample_event())
+    assert alerter.flush(10)
+    caplog.set_level(logging.INFO, logger="lark_alert_middleware")
+    alerter.log_stats()
+    alerter.counters.add("dropped")
+    alerter.log_stats()
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if "raised 1," in r.getMessage()]
+    assert [level for level, _ in lines] == [logging.INFO, logging.WARNING]
+    assert lines[0][1].endswith("sent 1, retried 0, failed 0, coalesced 0, dropped 0")
+    assert lines[1][1].endswith("dropped 1")
+    alerter.counters = Counters()  # nothing left for the exit hook to print after the suite
 
 
 def test_a_burst_of_errors_wakes_the_alerter_once(caplog: pytest.LogCaptureFixture) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 
@@ -114,6 +115,8 @@ def test_a_hanging_webhook_holds_uvicorn_shutdown_for_the_timeout_once(
     output = server.terminate()
     shutdown_seconds = time.monotonic() - started
     assert "4 alerts still pending after 2.0s at shutdown" in output
+    # Counted, and the counters logged at WARNING: shown even where nothing handles INFO.
+    assert re.search(r"WARNING lark_alert_middleware: .*raised 4, .*dropped 4", output), output
     for noise in ("Task was destroyed", "Exception ignored", "Traceback", "posting failed"):
         assert noise not in output, output
     assert shutdown_seconds < 2 + 4, output  # the timeout, once, plus the server's own exit
@@ -132,6 +135,7 @@ def test_a_script_exiting_with_alerts_stuck_on_a_hanging_webhook_exits_quietly(
     output = script.output()
     assert "requests done" in output, output
     assert "4 alerts still pending after 2.0s at shutdown" in output
+    assert re.search(r"WARNING lark_alert_middleware: .*raised 4, .*dropped 4", output), output
     # The exit hook neither waits a second time nor leaves asyncio's complaints behind.
     for noise in ("at exit", "Task was destroyed", "Exception ignored", "Traceback", "posting failed"):
         assert noise not in output, output

@@ -14,11 +14,12 @@ from fastapi import FastAPI
 from starlette.types import Message
 
 from lark_alert_middleware.background import background_loop
+from lark_alert_middleware.testing import LarkReceiver
 
-from ..conftest import find_middleware
+from ..conftest import card_text, find_middleware
 from ..servers import Server
 from .app import MiB, blocks, build_app
-from .conftest import Servers, uvicorn_client
+from .conftest import Servers, uvicorn_client, wait_for_card
 
 KiB = 1024
 # tracemalloc's bookkeeping, the event, the alerter's hand-off: what the middleware may add besides the caps.
@@ -123,10 +124,10 @@ def reset_peak_rss(server: Server) -> None:
     Path(f"/proc/{server.process.pid}/clear_refs").write_text("5")  # peak RSS := current RSS
 
 
-def fifty_mib_requests(server: Server) -> None:
-    """Every 50 MiB case, succeeding and failing, with statuses no other test alerts on."""
+def fifty_mib_requests(server: Server, failing_status: int) -> None:
+    """Every 50 MiB case, succeeding and failing (`failing_status` and the next: no other test uses them)."""
     with uvicorn_client(server.url) as client:
-        for status in (200, 507):
+        for status in (200, failing_status):
             with client.stream("GET", f"/stream?size={50 * MiB}&status={status}") as response:
                 assert response.status_code == status
                 assert sum(len(chunk) for chunk in response.iter_raw()) == 50 * MiB
@@ -134,12 +135,17 @@ def fifty_mib_requests(server: Server) -> None:
             assert upload.status_code == status + 1 and upload.json()["size"] == 50 * MiB
 
 
-def test_50_mib_bodies_raise_peak_rss_no_more_than_a_few_mib_over_the_bare_app(servers: Servers) -> None:
+def test_50_mib_bodies_raise_peak_rss_no_more_than_a_few_mib_over_the_bare_app(
+    servers: Servers, session_lark: LarkReceiver
+) -> None:
     growth: dict[str, int] = {}
     for name, server in (("bare", servers.bare), ("observed", servers.observed)):
-        fifty_mib_requests(server)  # warm up: buffers, the alerter thread, the webhook client
+        fifty_mib_requests(server, 505)  # warm up: buffers, the alerter thread, the webhook client
         reset_peak_rss(server)
         before = memory_kib(server, "VmRSS")
-        fifty_mib_requests(server)
+        fifty_mib_requests(server, 507)  # new errors, not repeats: captured, and alerted
         growth[name] = (memory_kib(server, "VmHWM") - before) * KiB
     assert growth["observed"] <= growth["bare"] + RSS_ALLOWED, growth
+    for title_end in ("507 GET /stream", "508 POST /upload"):
+        card = wait_for_card(session_lark, title_end)
+        assert "of 52,428,800 bytes" in card_text(card)  # the body was captured, its first bytes kept
