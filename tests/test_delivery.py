@@ -62,10 +62,10 @@ def keep_the_alerter_busy() -> threading.Event:
 
 
 def sink_for(
-    lark: LarkReceiver, *, secret: str | None = None, timeout: float = 5.0
+    lark: LarkReceiver, *, secret: str | None = None, timeout: float = 5.0, policy: RetryPolicy = FAST
 ) -> tuple[LarkSink, Counters]:
     counters = Counters()
-    return LarkSink(LarkWebhook(lark.url, secret, timeout), InProcessRateBudget(), counters, FAST), counters
+    return LarkSink(LarkWebhook(lark.url, secret, timeout), InProcessRateBudget(), counters, policy), counters
 
 
 @pytest.mark.parametrize("fault", ["http_500", "http_429", "frequency_limited", "drop"])
@@ -119,8 +119,7 @@ def test_retrying_stops_at_the_total_time_budget_before_the_attempts_run_out(
 ) -> None:
     lark_receiver.fail_next(*["http_500"] * 200)
     policy = RetryPolicy(attempts=100, first_delay=0.05, max_delay=0.05, total_seconds=0.5)
-    counters = Counters()
-    sink = LarkSink(LarkWebhook(lark_receiver.url, None, 5.0), InProcessRateBudget(), counters, policy)
+    sink, counters = sink_for(lark_receiver, policy=policy)
     assert not on_alerter_thread(sink.send(CARD, "test alert"))
     # Delays of at least 25 ms inside half a second: never the hundred attempts allowed.
     assert 2 <= len(lark_receiver.requests) <= 21
