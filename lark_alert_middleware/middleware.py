@@ -1,7 +1,7 @@
 """The ASGI middleware: tees receive and send, builds an event for failing requests, hands it off.
 
 Nothing here waits on the network. A request that succeeds costs a timestamp, one small
-closure and a status lookup; a repeat of a known error adds two dictionary lookups.
+closure and a status lookup; a repeat of a known error adds a dictionary lookup and a count.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from .event import NO_BODY, BodyBuffer, CapturedBody, ErrorEvent
 from .fingerprint import FingerprintFunction, fingerprint_of
 from .redact import Redactor, ScrubHook
 from .sample import sample_view
+from .suppression import NO_WINDOW
 from .tracing import current_trace_id
 from .view import CardSettings
 
@@ -41,6 +42,21 @@ BODYLESS_METHODS = frozenset({"GET", "HEAD"})
 FINGERPRINTS_REMEMBERED = 1024
 # How long lifespan start-up waits for the alerter thread to import, load certificates, connect.
 WARM_UP_WAIT_SECONDS = 3.0
+
+
+# Route object (by id), method, status, root path and app root path (the mount).
+ErrorKey = tuple[int, str, int, str, str | None]
+
+
+class KnownError:
+    """A failing route, method, status and mount as the request path remembers it."""
+
+    __slots__ = ("fingerprint", "route", "window")
+
+    def __init__(self, route: object, fingerprint: str) -> None:
+        self.route = route
+        self.fingerprint = fingerprint
+        self.window = NO_WINDOW  # its dedup window, once one is found open
 
 
 class RequestBodyTee:
@@ -97,7 +113,7 @@ class LarkAlertMiddleware:
         self.alerter: Alerter | None = None
         self.configuration_error: ConfigurationError | None = None
         self._fingerprint = fingerprint
-        self._fingerprints: dict[tuple[int, str, int, str, str | None], tuple[object, str]] = {}
+        self._known_errors: dict[ErrorKey, KnownError] = {}
         try:
             self.settings = load_settings(**options)
             self._configure(self.settings, scrub)
@@ -164,23 +180,35 @@ class LarkAlertMiddleware:
     def _is_known_repeat(self, scope: Scope, status: int) -> bool:
         """An excluded path, or an error whose window this process knows is open (then counted).
 
-        The fingerprint is remembered per route object, method and status: a storm of one error
-        costs two dictionary lookups here.
+        The error is remembered per route object, method, status and mount, with its window:
+        a storm of one error costs one dictionary lookup and one increment here.
         """
         if self._excluded is not None and self._excluded.match(scope.get("path", "")):
             return True
         if self._fingerprint is not None:
             return False  # a custom fingerprint needs the whole event
         route = scope.get("route")
-        method = scope["method"]
-        key = (id(route), method, status, scope.get("root_path", ""), scope.get("app_root_path"))
-        known = self._fingerprints.get(key)
-        if known is None or known[0] is not route:  # new, or another route reusing a dead one's id
-            known = (route, fingerprint_of(method, route_template(scope), status, None))
-            if len(self._fingerprints) >= FINGERPRINTS_REMEMBERED:
-                self._fingerprints.clear()  # odd methods or mounts: start over rather than grow
-            self._fingerprints[key] = known
-        return self._windows.count_repeat(known[1], monotonic())
+        key = (id(route), scope["method"], status, scope.get("root_path", ""), scope.get("app_root_path"))
+        known = self._known_errors.get(key)
+        if known is None or known.route is not route:  # new, or another route reusing a dead one's id
+            known = self._remember(key, route, scope, status)
+        window = known.window
+        now = monotonic()
+        if window.ends <= now:
+            # Ended, or not open when last looked at: the alerter may have opened it since.
+            window = known.window = self._windows.window_of(known.fingerprint)
+            if window.ends <= now:
+                return False
+        next(window.steps)
+        return True
+
+    def _remember(self, key: ErrorKey, route: object, scope: Scope, status: int) -> KnownError:
+        if len(self._known_errors) >= FINGERPRINTS_REMEMBERED:
+            self._known_errors.clear()  # odd methods or mounts: start over rather than grow
+        known = self._known_errors[key] = KnownError(
+            route, fingerprint_of(scope["method"], route_template(scope), status, None)
+        )
+        return known
 
     def _report(
         self,

@@ -2,15 +2,15 @@
 
 A storm of one error must not cost a Redis round trip, nor even a hand-off to the alerter
 thread, per request. Once a window is known to be open (claimed here, or found claimed by
-another replica), repeats are counted here until it ends: a dictionary lookup and two
-lock-free increments.
+another replica), repeats are counted here until it ends: the request path keeps each error's
+window and counts a repeat in it with one lock-free increment.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import threading
-from dataclasses import dataclass, field
 
 
 class Tally:
@@ -39,35 +39,53 @@ class Tally:
         return taken
 
 
-@dataclass(slots=True)
-class _Window:
-    ends: float
-    repeats: Tally = field(default_factory=Tally)
+class Window(Tally):
+    """One error's window as this process knows it: the repeats counted in it, and when it ends.
+
+    While `ends > now` a repeat is counted with `next(window.steps)`. The request path keeps
+    windows between requests, so a window dropped to make room has its end set to minus
+    infinity: whoever still holds it then looks the fingerprint up again.
+    """
+
+    __slots__ = ("ends",)
+
+    def __init__(self, ends: float) -> None:
+        super().__init__()
+        self.ends = ends
+
+
+# What `window_of` answers for a fingerprint with no window: one that has always ended.
+NO_WINDOW = Window(-math.inf)
 
 
 class SuppressionWindows:
-    """Fingerprint -> end of its known window (monotonic seconds), bounded to `capacity`."""
+    """Fingerprint -> its known window (monotonic seconds), bounded to `capacity`."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[str, Window] = {}
         self._lock = threading.Lock()  # for changes to the dictionary and for reading tallies
-        self._all_repeats = Tally()
+        # Repeats taken from windows (or counted in windows since dropped): with those still in
+        # the windows, every repeat counted.
+        self._repeats_taken = 0
 
     def count_repeat(self, fingerprint: str, now: float) -> bool:
         """Count one more occurrence if its window is open; False means it needs a decision."""
-        window = self._windows.get(fingerprint)
-        if window is None or window.ends <= now:
+        window = self._windows.get(fingerprint, NO_WINDOW)
+        if window.ends <= now:
             return False
-        next(window.repeats.steps)
-        next(self._all_repeats.steps)
+        next(window.steps)
         return True
+
+    def window_of(self, fingerprint: str) -> Window:
+        """The fingerprint's window, for a caller that keeps it and counts in it while it is open."""
+        return self._windows.get(fingerprint, NO_WINDOW)
 
     @property
     def repeats_counted(self) -> int:
         """Every repeat counted since the start."""
         with self._lock:
-            return self._all_repeats.value()
+            return self._repeats_taken + sum(window.value() for window in self._windows.values())
 
     def open(self, fingerprint: str, ends: float, now: float) -> int:
         """Start a window ending at `ends`; returns the repeats counted since the last one."""
@@ -76,10 +94,10 @@ class SuppressionWindows:
             if window is None:
                 if len(self._windows) >= self._capacity:
                     self._make_room(now)
-                self._windows[fingerprint] = _Window(ends)
+                self._windows[fingerprint] = Window(ends)
                 return 0
             window.ends = ends
-            return window.repeats.take()
+            return self._take(window)
 
     def extend(self, fingerprint: str, ends: float) -> None:
         """Move the end of an open window (once the store said how long it really runs)."""
@@ -94,21 +112,29 @@ class SuppressionWindows:
         with self._lock:
             for fingerprint, window in self._windows.items():
                 if window.ends <= now:
-                    repeats = window.repeats.take()
+                    repeats = self._take(window)
                     if repeats:
                         taken[fingerprint] = repeats
         return taken
 
+    def _take(self, window: Window) -> int:
+        repeats = window.take()
+        self._repeats_taken += repeats
+        return repeats
+
     def _make_room(self, now: float) -> None:
         # Down to 90% at once, so that a storm of distinct errors sweeps once per many inserts.
-        expired = [
-            key for key, window in self._windows.items() if window.ends <= now and not window.repeats.value()
-        ]
+        expired = [key for key, window in self._windows.items() if window.ends <= now and not window.value()]
         for key in expired:
-            del self._windows[key]
+            self._drop(key)
         excess = len(self._windows) - self._capacity * 9 // 10
         for key in list(itertools.islice(self._windows, max(0, excess))):
-            del self._windows[key]
+            self._drop(key)
+
+    def _drop(self, fingerprint: str) -> None:
+        window = self._windows.pop(fingerprint)
+        window.ends = -math.inf  # for a request thread that kept it: look again
+        self._take(window)
 
     def forget_lock_after_fork(self) -> None:
         # Another thread of the parent may have held it at the fork; none holds it here.

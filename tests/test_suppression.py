@@ -101,3 +101,40 @@ def test_an_expired_window_with_untaken_repeats_is_kept_until_they_are_taken() -
     windows.open("third", ends=100.0, now=0.0)
     windows.open("fourth", ends=100.0, now=2.0)  # full: the expired window without repeats goes
     assert windows.take_expired_repeats(now=2.0) == {"counted": 1}
+
+
+def test_a_kept_window_follows_its_fingerprint_across_windows() -> None:
+    windows = SuppressionWindows(10)
+    assert windows.window_of("f").ends < 0.0  # none yet: always ended
+    windows.open("f", ends=10.0, now=0.0)
+    kept = windows.window_of("f")
+    next(kept.steps)
+    assert kept.ends == 10.0
+    assert windows.open("f", ends=20.0, now=10.0) == 1  # the next window is the same object
+    assert kept.ends == 20.0
+
+
+def test_a_window_dropped_to_make_room_is_ended_for_whoever_kept_it() -> None:
+    windows = SuppressionWindows(10)
+    windows.open("oldest", ends=100.0, now=0.0)
+    kept = windows.window_of("oldest")
+    next(kept.steps)
+    for index in range(10):
+        windows.open(f"f{index}", ends=100.0, now=0.0)  # all open: the oldest goes
+    assert kept.ends == float("-inf")
+    assert windows.window_of("oldest").ends < 0.0
+    # Its repeat still counts in the totals, and is not handed to a later alert twice.
+    assert windows.repeats_counted == 1
+    assert windows.open("oldest", ends=200.0, now=1.0) == 0
+
+
+def test_repeats_counted_adds_taken_and_untaken_repeats() -> None:
+    windows = SuppressionWindows(10)
+    windows.open("a", ends=10.0, now=0.0)
+    windows.open("b", ends=100.0, now=0.0)
+    for _ in range(3):
+        windows.count_repeat("a", now=1.0)
+    windows.count_repeat("b", now=1.0)
+    assert windows.take_expired_repeats(now=11.0) == {"a": 3}
+    assert windows.repeats_counted == 4
+    assert windows.repeats_counted == 4  # reading counts nothing
