@@ -110,7 +110,7 @@ class Alerter:
         self._renderer = renderer
         self._redactor = redactor
         self._window_seconds = settings.rate_limit
-        # The request path's dedup check: `windows.count_repeat()` (no window opens with dedup off).
+        # The request path's dedup check: repeats counted in open windows (none opens with dedup off).
         self.windows = SuppressionWindows(settings.dedup_capacity)
         # Events handed off but not yet decided, and every unit of work not yet finished.
         self._handoff_limit = max(1000, 20 * settings.queue_size)
@@ -209,7 +209,8 @@ class Alerter:
     def forget_after_fork(self) -> None:
         """In a forked child: what was under way is the parent's to deliver; locks start unheld.
 
-        What this process knows of open windows stays, so the child does not alert them again.
+        What this process knows of open windows stays, so the child does not alert them again;
+        the repeats counted in them so far are the parent's to report.
         """
         self._changed = threading.Condition()
         self._handoffs = deque()
@@ -218,7 +219,7 @@ class Alerter:
         self._loop_side = None
         self.counters = Counters()
         self.digest = Digest()
-        self.windows.forget_lock_after_fork()
+        self.windows.forget_after_fork()
 
     # -- alerter thread --------------------------------------------------------------------
     def _side(self) -> _LoopSide:

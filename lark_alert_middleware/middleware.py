@@ -1,7 +1,7 @@
 """The ASGI middleware: tees receive and send, builds an event for failing requests, hands it off.
 
 Nothing here waits on the network. A request that succeeds costs a timestamp, one small
-closure and a status lookup; a repeat of a known error adds a dictionary lookup and a count.
+closure and a status lookup; a repeat of a known error adds a dictionary lookup and two counts.
 """
 
 from __future__ import annotations
@@ -134,6 +134,7 @@ class LarkAlertMiddleware:
         renderer.check(sample_view(redactor), CardSettings("service", settings.environment))
         self.alerter = Alerter(settings, renderer=renderer, redactor=redactor)
         self._windows = self.alerter.windows
+        self._all_repeats = self._windows.all_repeats
         if settings.webhook_url is None:
             logger.warning(
                 "lark_alert_middleware: LARK_WEBHOOK_URL is not set; alerts are written to this log "
@@ -181,7 +182,7 @@ class LarkAlertMiddleware:
         """An excluded path, or an error whose window this process knows is open (then counted).
 
         The error is remembered per route object, method, status and mount, with its window:
-        a storm of one error costs one dictionary lookup and one increment here.
+        a storm of one error costs one dictionary lookup and two increments here.
         """
         if self._excluded is not None and self._excluded.match(scope.get("path", "")):
             return True
@@ -200,6 +201,7 @@ class LarkAlertMiddleware:
             if window.ends <= now:
                 return False
         next(window.steps)
+        next(self._all_repeats.steps)
         return True
 
     def _remember(self, key: ErrorKey, route: object, scope: Scope, status: int) -> KnownError:

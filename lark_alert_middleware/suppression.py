@@ -3,7 +3,7 @@
 A storm of one error must not cost a Redis round trip, nor even a hand-off to the alerter
 thread, per request. Once a window is known to be open (claimed here, or found claimed by
 another replica), repeats are counted here until it ends: the request path keeps each error's
-window and counts a repeat in it with one lock-free increment.
+window and counts a repeat with two lock-free increments, the window's and the total's.
 """
 
 from __future__ import annotations
@@ -59,15 +59,19 @@ NO_WINDOW = Window(-math.inf)
 
 
 class SuppressionWindows:
-    """Fingerprint -> its known window (monotonic seconds), bounded to `capacity`."""
+    """Fingerprint -> its known window (monotonic seconds), bounded to `capacity`.
+
+    A repeat counted in a window is also counted in `all_repeats`, the total the stats read:
+    `next(window.steps)`, then `next(windows.all_repeats.steps)`.
+    """
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
         self._windows: dict[str, Window] = {}
         self._lock = threading.Lock()  # for changes to the dictionary and for reading tallies
-        # Repeats taken from windows (or counted in windows since dropped): with those still in
-        # the windows, every repeat counted.
-        self._repeats_taken = 0
+        self.all_repeats = Tally()
+        # Repeats of windows dropped to make room while still open, for the next take.
+        self._repeats_of_dropped: dict[str, int] = {}
 
     def count_repeat(self, fingerprint: str, now: float) -> bool:
         """Count one more occurrence if its window is open; False means it needs a decision."""
@@ -75,6 +79,7 @@ class SuppressionWindows:
         if window.ends <= now:
             return False
         next(window.steps)
+        next(self.all_repeats.steps)
         return True
 
     def window_of(self, fingerprint: str) -> Window:
@@ -85,7 +90,7 @@ class SuppressionWindows:
     def repeats_counted(self) -> int:
         """Every repeat counted since the start."""
         with self._lock:
-            return self._repeats_taken + sum(window.value() for window in self._windows.values())
+            return self.all_repeats.value()
 
     def open(self, fingerprint: str, ends: float, now: float) -> int:
         """Start a window ending at `ends`; returns the repeats counted since the last one."""
@@ -97,7 +102,7 @@ class SuppressionWindows:
                 self._windows[fingerprint] = Window(ends)
                 return 0
             window.ends = ends
-            return self._take(window)
+            return window.take()
 
     def extend(self, fingerprint: str, ends: float) -> None:
         """Move the end of an open window (once the store said how long it really runs)."""
@@ -107,20 +112,15 @@ class SuppressionWindows:
                 window.ends = ends
 
     def take_expired_repeats(self, now: float) -> dict[str, int]:
-        """Repeats of windows that have ended, for the store to hand to the next alert."""
-        taken: dict[str, int] = {}
+        """Repeats of windows that have ended (or were dropped), for the store to hand to the next alert."""
         with self._lock:
+            taken, self._repeats_of_dropped = self._repeats_of_dropped, {}
             for fingerprint, window in self._windows.items():
                 if window.ends <= now:
-                    repeats = self._take(window)
+                    repeats = window.take()
                     if repeats:
-                        taken[fingerprint] = repeats
+                        taken[fingerprint] = taken.get(fingerprint, 0) + repeats
         return taken
-
-    def _take(self, window: Window) -> int:
-        repeats = window.take()
-        self._repeats_taken += repeats
-        return repeats
 
     def _make_room(self, now: float) -> None:
         # Down to 90% at once, so that a storm of distinct errors sweeps once per many inserts.
@@ -134,11 +134,18 @@ class SuppressionWindows:
     def _drop(self, fingerprint: str) -> None:
         window = self._windows.pop(fingerprint)
         window.ends = -math.inf  # for a request thread that kept it: look again
-        self._take(window)
+        repeats = window.take()
+        if repeats and len(self._repeats_of_dropped) < self._capacity:
+            self._repeats_of_dropped[fingerprint] = self._repeats_of_dropped.get(fingerprint, 0) + repeats
 
-    def forget_lock_after_fork(self) -> None:
-        # Another thread of the parent may have held it at the fork; none holds it here.
+    def forget_after_fork(self) -> None:
+        """In a forked child: the windows stay open; the repeats counted so far are the parent's to report."""
+        # Another thread of the parent may have held the lock at the fork; none holds it here.
         self._lock = threading.Lock()
+        for window in self._windows.values():
+            window.take()
+        self.all_repeats.take()
+        self._repeats_of_dropped = {}
 
     def __len__(self) -> int:
         return len(self._windows)

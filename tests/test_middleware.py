@@ -20,7 +20,7 @@ from lark_alert_middleware.middleware import route_template
 from lark_alert_middleware.testing import LarkReceiver
 
 from .apps import OrderError, failing_app
-from .conftest import RedisServer, card_text, card_title, find_middleware
+from .conftest import SHARED_REDIS_URL, RedisServer, card_text, card_title, find_middleware
 
 pytestmark = pytest.mark.anyio
 
@@ -262,6 +262,39 @@ async def test_one_route_mounted_twice_is_two_errors_and_repeats_of_each_are_cou
         "503 GET /v2/status",
     ]
     assert app.alerter.stats().deduplicated == 3
+
+
+async def test_repeats_are_counted_in_the_window_the_alerter_opens_and_not_in_one_it_dropped(
+    lark_receiver: LarkReceiver, redis_prefix: str
+) -> None:
+    # Redis keeps every window: only the request path's table (ten windows) has to drop one.
+    app = failing_app(
+        webhook_url=lark_receiver.url,
+        dedup_capacity=10,
+        redis_url=SHARED_REDIS_URL,
+        redis_key_prefix=redis_prefix,
+    )
+    async with client_for(app) as client:
+        for _ in range(4):  # the first is captured; its window opens; the next three find it
+            assert (await client.get("/status/409")).status_code == 409
+        alerter = find_middleware(app).alerter
+        assert alerter is not None
+
+        def captured() -> int:  # errors that went to the alerter, not repeats counted on the way
+            return alerter.counters.snapshot().raised
+
+        assert (captured(), alerter.stats().deduplicated) == (1, 3)
+        for status in (*range(400, 409), 410):  # ten more windows: 409's, the oldest, is dropped
+            await client.get(f"/status/{status}")
+        assert alerter.flush(10)
+        assert captured() == 11
+        # Not counted in the dropped window: captured, and the shared store says it is a repeat.
+        assert (await client.get("/status/409")).status_code == 409
+        assert alerter.flush(10)
+        assert (captured(), alerter.stats().deduplicated) == (12, 4)
+        assert (await client.get("/status/409")).status_code == 409  # in the window opened again
+        assert (captured(), alerter.stats().deduplicated) == (12, 5)
+    assert [card_title(card) for card in lark_receiver.cards].count("409 GET /status/{status}") == 1
 
 
 async def test_non_http_scopes_pass_through_untouched() -> None:

@@ -123,12 +123,13 @@ def test_a_window_dropped_to_make_room_is_ended_for_whoever_kept_it() -> None:
         windows.open(f"f{index}", ends=100.0, now=0.0)  # all open: the oldest goes
     assert kept.ends == float("-inf")
     assert windows.window_of("oldest").ends < 0.0
-    # Its repeat still counts in the totals, and is not handed to a later alert twice.
-    assert windows.repeats_counted == 1
-    assert windows.open("oldest", ends=200.0, now=1.0) == 0
+    assert windows.open("oldest", ends=200.0, now=1.0) == 0  # a new window counts from zero...
+    # ...and the repeat of the dropped one goes to the store with the ended windows', once.
+    assert windows.take_expired_repeats(now=1.0) == {"oldest": 1}
+    assert windows.take_expired_repeats(now=1.0) == {}
 
 
-def test_repeats_counted_adds_taken_and_untaken_repeats() -> None:
+def test_repeats_counted_is_every_repeat_whatever_became_of_its_window() -> None:
     windows = SuppressionWindows(10)
     windows.open("a", ends=10.0, now=0.0)
     windows.open("b", ends=100.0, now=0.0)
@@ -138,3 +139,16 @@ def test_repeats_counted_adds_taken_and_untaken_repeats() -> None:
     assert windows.take_expired_repeats(now=11.0) == {"a": 3}
     assert windows.repeats_counted == 4
     assert windows.repeats_counted == 4  # reading counts nothing
+
+
+def test_a_forked_child_keeps_the_windows_but_not_the_parents_repeats() -> None:
+    windows = SuppressionWindows(10)
+    windows.open("ended", ends=1.0, now=0.0)
+    windows.open("open", ends=100.0, now=0.0)
+    windows.count_repeat("ended", now=0.5)
+    windows.count_repeat("open", now=0.5)
+    windows.forget_after_fork()  # what a child runs: the parent reports those two
+    assert windows.repeats_counted == 0
+    assert windows.take_expired_repeats(now=2.0) == {}
+    assert windows.count_repeat("open", now=2.0)  # still known to be reported
+    assert windows.open("open", ends=200.0, now=100.0) == 1
