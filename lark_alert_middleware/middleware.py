@@ -38,8 +38,8 @@ logger = logging.getLogger("lark_alert_middleware")
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 # Requests that carry no body by convention: their `receive` is passed through unwrapped.
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
-# Distinct (route, method, status) fingerprints kept on the request path; real apps have far fewer.
-FINGERPRINTS_REMEMBERED = 1024
+# Distinct (route, method, status, mount) errors kept on the request path; real apps have far fewer.
+KNOWN_ERRORS_REMEMBERED = 1024
 # How long lifespan start-up waits for the alerter thread to import, load certificates, connect.
 WARM_UP_WAIT_SECONDS = 3.0
 
@@ -205,7 +205,7 @@ class LarkAlertMiddleware:
         return True
 
     def _remember(self, key: ErrorKey, route: object, scope: Scope, status: int) -> KnownError:
-        if len(self._known_errors) >= FINGERPRINTS_REMEMBERED:
+        if len(self._known_errors) >= KNOWN_ERRORS_REMEMBERED:
             self._known_errors.clear()  # odd methods or mounts: start over rather than grow
         known = self._known_errors[key] = KnownError(
             route, fingerprint_of(scope["method"], route_template(scope), status, None)
