@@ -75,7 +75,7 @@ class SuppressionWindows:
 
     def count_repeat(self, fingerprint: str, now: float) -> bool:
         """Count one more occurrence if its window is open; False means it needs a decision."""
-        window = self._windows.get(fingerprint, NO_WINDOW)
+        window = self.window_of(fingerprint)
         if window.ends <= now:
             return False
         next(window.steps)
