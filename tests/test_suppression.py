@@ -118,11 +118,12 @@ def test_a_window_dropped_to_make_room_is_ended_for_whoever_kept_it() -> None:
     windows = SuppressionWindows(10)
     windows.open("oldest", ends=100.0, now=0.0)
     kept = windows.window_of("oldest")
-    next(kept.steps)
+    assert windows.count_repeat("oldest", now=0.0)  # one repeat, in the window and in the total
     for index in range(10):
         windows.open(f"f{index}", ends=100.0, now=0.0)  # all open: the oldest goes
     assert kept.ends == float("-inf")
     assert windows.window_of("oldest").ends < 0.0
+    assert windows.repeats_counted == 1  # its repeat still counts in the total
     assert windows.open("oldest", ends=200.0, now=1.0) == 0  # a new window counts from zero...
     # ...and the repeat of the dropped one goes to the store with the ended windows', once.
     assert windows.take_expired_repeats(now=1.0) == {"oldest": 1}
