@@ -21,7 +21,8 @@ import anyio.to_thread
 
 from .background import background_loop
 from .breaker import CircuitBreaker
-from .card import CardRenderer, RenderedCard
+from .card import CardRenderer
+from .cards import CardMaker
 from .clients import shared_clients
 from .config import AlertSettings
 from .dedup import (
@@ -34,14 +35,14 @@ from .dedup import (
     dedup_key,
 )
 from .delivery import Alert, Delivery, LarkSink, LogSink, Sink
-from .digest import Digest, DigestSummary
+from .digest import Digest
 from .event import ErrorEvent
 from .lark import LarkWebhook
 from .redact import Redactor
 from .stats import AlerterStats, Counters
 from .suppression import SuppressionWindows
 from .throttle import FallbackRateBudget, InProcessRateBudget, RateBudget, RedisRateBudget
-from .view import CardSettings, Repeats, build_view, card_settings, redacted_digest
+from .view import CardSettings, Repeats, card_settings
 
 logger = logging.getLogger("lark_alert_middleware")
 
@@ -87,8 +88,7 @@ class _LoopSide:
             sink = LarkSink(webhook, budget, alerter.counters)
         self.delivery = Delivery(
             sink,
-            render_alert=alerter.render_alert,
-            render_digest=alerter.render_digest,
+            cards=alerter.cards,
             digest=alerter.digest,
             queue_size=settings.queue_size,
             max_in_flight=settings.max_in_flight,
@@ -107,8 +107,7 @@ class Alerter:
         self.service = settings.service or "app"
         self.counters = Counters()
         self.digest = Digest()
-        self._renderer = renderer
-        self._redactor = redactor
+        self.cards = CardMaker(renderer, redactor, self.card_settings, self.counters)
         self._window_seconds = settings.rate_limit
         # The request path's dedup check: repeats counted in open windows (none opens with dedup off).
         self.windows = SuppressionWindows(settings.dedup_capacity)
@@ -137,16 +136,18 @@ class Alerter:
             repeats_here = self.windows.open(fingerprint, now + self._window_seconds, now)
         self.counters.add("raised")
         logger.debug("lark_alert_middleware: captured %s (request id %s)", fingerprint, event.request_id)
+        # Server errors may go on when client errors already overflow: they are never stuck behind them.
+        limit = self._handoff_limit * 2 if event.is_error else self._handoff_limit
         with self._changed:
             self._submitted += 1
             self._unfinished += 1
-            overflowing = self._handed_off >= self._handoff_limit
+            overflowing = self._handed_off >= limit
             if not overflowing:
                 self._handed_off += 1
         if overflowing:
             # The alerter is far behind: count the error into the digest right here.
             self.counters.add("coalesced")
-            if self.digest.add(fingerprint, event.status_code, event.path):
+            if self.digest.add(fingerprint, event.status_code, event.path, event.is_error):
                 background_loop.call_soon(self._wake_delivery)
             return
         self._handoffs.append(_Work(fingerprint, event, repeats_here))
@@ -217,7 +218,7 @@ class Alerter:
         self._handoffs_awaited_on = None
         self._unfinished = self._handed_off = 0
         self._loop_side = None
-        self.counters = Counters()
+        self.counters.reset()  # the same object: the card maker counts into it too
         self.digest = Digest()
         self.windows.forget_after_fork()
 
@@ -262,7 +263,14 @@ class Alerter:
                 self.finished(len(batch))
                 continue
             for work, claim in zip(batch, claims, strict=True):
-                self._decide(side, work, claim)
+                try:
+                    self._decide(side, work, claim)
+                except Exception:
+                    logger.exception(
+                        "lark_alert_middleware: could not queue the alert for %s", work.fingerprint
+                    )
+                    self.counters.add("dropped")
+                    self.finished(1)
 
     async def _claims(self, side: _LoopSide, batch: list[_Work]) -> list[Claim]:
         if not self._window_seconds:
@@ -288,19 +296,6 @@ class Alerter:
         side.delivery.offer(
             Alert(work.fingerprint, work.event, Repeats(claim.repeats, claim.previous_alert_at))
         )
-
-    def render_alert(self, alert: Alert) -> tuple[RenderedCard, str]:
-        view = build_view(alert.event, alert.fingerprint, alert.repeats, self._redactor)
-        card = self._renderer.render(view, self.card_settings())
-        failure = f" · {view.exception.type}: {view.exception.message}" if view.exception else ""
-        summary = (
-            f"{alert.event.status_code} {alert.event.method} {alert.event.route or view.path} · "
-            f"{self.service} ({self.settings.environment}) · request id {alert.event.request_id}{failure}"
-        )
-        return card, summary
-
-    def render_digest(self, summary: DigestSummary) -> RenderedCard:
-        return self._renderer.render_digest(redacted_digest(summary, self._redactor), self.card_settings())
 
     def finished(self, units: int) -> None:
         """`units` of work are done (posted, given up, deduplicated)."""

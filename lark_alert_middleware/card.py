@@ -8,8 +8,8 @@ only ever a value passed to the template, never template source.
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import jinja2
 
 from .config import ConfigurationError
 from .digest import DigestSummary
+from .excerpt import printable
 from .markup import (
     LarkText,
     count_mentions,
@@ -25,9 +26,15 @@ from .markup import (
     escape_markdown,
     markdown_text,
 )
-from .view import FULL_SIZES, AlertView, CardSettings, Sizes, digest_variables, template_variables
-
-logger = logging.getLogger("lark_alert_middleware")
+from .view import (
+    FULL_SIZES,
+    SEVERITY_ICONS,
+    AlertView,
+    CardSettings,
+    Sizes,
+    digest_variables,
+    template_variables,
+)
 
 LARK_BODY_LIMIT = 20 * 1024
 # The signed envelope around the card: {"timestamp":"…","sign":"…","msg_type":"interactive","card":…}
@@ -89,6 +96,8 @@ class RenderedCard:
     card: dict[str, Any]
     json_text: str
     size: int
+    # When this is the minimal card sent instead: what the template raised for this alert.
+    template_error: Exception | None = None
 
 
 class CardRenderer:
@@ -122,24 +131,27 @@ class CardRenderer:
             ) from None
 
     def render(self, view: AlertView, card: CardSettings) -> RenderedCard:
-        """The fullest card that fits the budget; a minimal built-in card if none does."""
-        expected_mentions = count_mentions(card.mentions)
-        for sizes in SHRINKING_SIZES:
-            variables, cut_characters = template_variables(view, card, sizes)
-            if cut_characters:
-                variables["cut_note"] = f"{cut_characters:,} characters not shown"
-            try:
+        """The fullest card that fits the budget; the minimal card if none does or the template fails.
+
+        Never raises for the template's sake: its error is kept in `template_error`.
+        """
+        expected_mentions = count_mentions(card.mentions) if view.event.is_error else 0
+        try:
+            for sizes in SHRINKING_SIZES:
+                variables, cut_characters = template_variables(view, card, sizes)
+                if cut_characters:
+                    variables["cut_note"] = f"{cut_characters:,} characters not shown"
                 rendered = self._render_once(variables, expected_mentions)
-            except (jinja2.TemplateError, ValueError):
-                logger.exception("lark_alert_middleware: the card template failed; sending a minimal card")
-                break
-            if rendered.size <= self._budget:
-                return rendered
-        return minimal_card(view, card)
+                if rendered.size <= self._budget:
+                    return rendered
+        except Exception as error:  # a template may fail in any way for some data
+            return replace(minimal_card(view, card, "the card template failed"), template_error=error)
+        return minimal_card(view, card, "the details were too large for a Lark card")
 
     def render_digest(self, summary: DigestSummary, card: CardSettings) -> RenderedCard:
         """The digest card; bounded by construction (at most DIGEST_LINES lines, each cut short)."""
-        return self._render_once(digest_variables(summary, card), 0, self._digest_template)
+        expected_mentions = count_mentions(card.mentions) if summary.has_errors else 0
+        return self._render_once(digest_variables(summary, card), expected_mentions, self._digest_template)
 
     def _render_once(
         self, variables: dict[str, Any], expected_mentions: int, template: jinja2.Template | None = None
@@ -150,27 +162,57 @@ class CardRenderer:
             raise ValueError(
                 "the template must render a JSON object with 'elements' (or 'body' for schema 2.0)"
             )
-        compact = json.dumps(card, ensure_ascii=False, separators=(",", ":"))
         if count_mentions(markdown_text(card)) > expected_mentions:
             raise ValueError("the card mentions someone not named in LARK_ALERT_MENTION")
-        return RenderedCard(card, compact, len(compact.encode("utf-8")))
+        return rendered_card(card)
 
 
-def minimal_card(view: AlertView, card: CardSettings) -> RenderedCard:
+def rendered_card(card: dict[str, Any]) -> RenderedCard:
+    """A card as it is posted: compact JSON, always valid UTF-8 (a lone surrogate becomes `?`)."""
+    compact = json.dumps(card, ensure_ascii=False, separators=(",", ":"))
+    try:
+        encoded = compact.encode("utf-8")
+    except UnicodeEncodeError:
+        encoded = compact.encode("utf-8", "replace")
+        compact = encoded.decode("utf-8")
+    return RenderedCard(card, compact, len(encoded))
+
+
+def minimal_card(view: AlertView, card: CardSettings, reason: str) -> RenderedCard:
     """Title, status, route and request id only: always valid, always small, never a mention."""
-    variables, _ = template_variables(view, card, SHRINKING_SIZES[-1])
-    title = f"{variables['icon']} {variables['title']} · {card.service} · {card.environment}"
+    event = view.event
+    icon, colour = (SEVERITY_ICONS[True], "red") if event.is_error else (SEVERITY_ICONS[False], "orange")
+    route = printable(event.route or view.path)[:200]
+    title = f"{icon} {event.status_code} {event.method[:20]} {route} · {card.service} · {card.environment}"
     if card.keyword:
         title = f"{card.keyword} {title}"
+    occurred = datetime.fromtimestamp(event.timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
-        f"Request id: {variables['request_id']}",
-        f"Time: {variables['occurred_at']}",
-        "Details were too large for a Lark card or the card template failed; see the logs.",
+        f"Request id: {printable(event.request_id)[:100]}",
+        f"Time: {occurred}",
+        f"Not shown: {reason}; see the logs.",
     ]
     content: dict[str, Any] = {
         "config": {"wide_screen_mode": True},
-        "header": {"title": {"tag": "plain_text", "content": title[:300]}, "template": variables["color"]},
+        "header": {"title": {"tag": "plain_text", "content": title[:300]}, "template": colour},
         "elements": [{"tag": "div", "text": {"tag": "plain_text", "content": "\n".join(lines)}}],
     }
-    compact = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
-    return RenderedCard(content, compact, len(compact.encode("utf-8")))
+    return rendered_card(content)
+
+
+def last_resort_card(subject: str, is_error: bool, card: CardSettings) -> RenderedCard:
+    """When even the minimal card could not be made: what it was about, in a few words, and the service."""
+    title = f"{SEVERITY_ICONS[is_error]} {subject} · {card.service} · {card.environment}"
+    if card.keyword:
+        title = f"{card.keyword} {title}"
+    text = "An error was reported, but its card could not be made; see the logs."
+    return rendered_card(
+        {
+            "config": {"wide_screen_mode": True},
+            "header": {
+                "title": {"tag": "plain_text", "content": title[:300]},
+                "template": "red" if is_error else "orange",
+            },
+            "elements": [{"tag": "div", "text": {"tag": "plain_text", "content": text}}],
+        }
+    )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .card import RenderedCard
+from .cards import CardMaker
 from .clients import shared_clients
 from .digest import Digest, DigestSummary
 from .event import ErrorEvent
@@ -156,20 +157,21 @@ class LarkSink:
         )
 
 
-RenderAlert = Callable[[Alert], tuple[RenderedCard, str]]
-RenderDigest = Callable[[DigestSummary], RenderedCard]
 Finished = Callable[[int], None]
 
 
 class Delivery:
-    """The queue and the sender task; `finished(n)` is called as units of work complete."""
+    """The queue and the sender task; `finished(n)` is called as units of work complete.
+
+    Server errors and exceptions go first: they are posted before client errors, and one that
+    finds the queue full takes the place of the newest client error, which goes to the digest.
+    """
 
     def __init__(
         self,
         sink: Sink,
         *,
-        render_alert: RenderAlert,
-        render_digest: RenderDigest,
+        cards: CardMaker,
         digest: Digest,
         queue_size: int,
         max_in_flight: int,
@@ -177,10 +179,10 @@ class Delivery:
         finished: Finished,
     ) -> None:
         self._sink = sink
-        self._render_alert = render_alert
-        self._render_digest = render_digest
+        self._cards = cards
         self._digest = digest
-        self._queue: deque[Alert] = deque()
+        self._errors: deque[Alert] = deque()
+        self._warnings: deque[Alert] = deque()
         self._queue_size = queue_size
         self._slots = asyncio.Semaphore(max_in_flight)
         self._counters = counters
@@ -192,15 +194,24 @@ class Delivery:
         self._closed = False
 
     def offer(self, alert: Alert) -> None:
-        """Queue an alert, or fold it into the digest when the queue is full."""
-        if len(self._queue) >= self._queue_size:
-            self._digest.add(alert.fingerprint, alert.event.status_code, alert.event.path)
-            self._counters.add("coalesced")
-            logger.debug("lark_alert_middleware: queue full; %s folded into the digest", alert.fingerprint)
-        else:
-            # It may wait minutes for Lark's rate budget: not with the frames of its traceback.
-            self._queue.append(replace(alert, event=alert.event.without_frames()))
+        """Queue an alert, or fold it (or, for a server error, the newest client error) into the digest."""
+        is_error = alert.event.is_error
+        if len(self._errors) + len(self._warnings) >= self._queue_size:
+            if not is_error or not self._warnings:
+                self._fold(alert)
+                self.wake()
+                return
+            self._fold(self._warnings.pop())
+        # It may wait minutes for Lark's rate budget: not with the frames of its traceback.
+        waiting = replace(alert, event=alert.event.without_frames())
+        (self._errors if is_error else self._warnings).append(waiting)
         self.wake()
+
+    def _fold(self, alert: Alert) -> None:
+        event = alert.event
+        self._digest.add(alert.fingerprint, event.status_code, event.path, event.is_error)
+        self._counters.add("coalesced")
+        logger.debug("lark_alert_middleware: queue full; %s folded into the digest", alert.fingerprint)
 
     def close(self) -> None:
         """At exit: start no more posts (those under way are the caller's to cancel)."""
@@ -216,13 +227,13 @@ class Delivery:
 
     @property
     def idle(self) -> bool:
-        return not self._queue and not self._digest and not self._posts
+        return not self._errors and not self._warnings and not self._digest and not self._posts
 
     async def _send_all(self) -> None:
         while not self._closed:
-            if self._queue:
+            if self._errors or self._warnings:
                 await self._slots.acquire()
-                self._start(self._post_alert(self._queue.popleft()))
+                self._start(self._post_alert((self._errors or self._warnings).popleft()))
             elif self._digest and self._digest_due():
                 await self._slots.acquire()
                 summary = self._digest.take()
@@ -263,14 +274,21 @@ class Delivery:
 
     async def _post_alert(self, alert: Alert) -> None:
         try:
-            card, summary = self._render_alert(alert)
-            await self._sink.send(card, summary)
+            card, summary = self._cards.alert_card(alert)
+            await self._send(card, summary)
         finally:
             self._finished(1)
 
     async def _post_digest(self, summary: DigestSummary) -> None:
         try:
-            card = self._render_digest(summary)
-            await self._sink.send(card, f"digest of {summary.total} errors")
+            card, described = self._cards.digest_card(summary)
+            await self._send(card, described)
         finally:
             self._finished(summary.units)
+
+    async def _send(self, card: RenderedCard, summary: str) -> None:
+        try:
+            await self._sink.send(card, summary)
+        except Exception:  # a sink never raises by contract; if one does, the card is lost, not silent
+            self._counters.add("failed")
+            logger.exception("lark_alert_middleware: posting %s failed", summary)

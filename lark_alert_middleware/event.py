@@ -112,6 +112,11 @@ class ErrorEvent:
             return self
         return replace(self, exception=None, exception_text=ExceptionText.of(self.exception))
 
+    @property
+    def is_error(self) -> bool:
+        """A server error or an exception (red, and first in line), rather than a client error (orange)."""
+        return self.status_code >= 500 or self.exception is not None or self.exception_text is not None
+
     def header(self, name: str) -> str | None:
         """The first value of a request header, by case-insensitive name."""
         wanted = name.lower()

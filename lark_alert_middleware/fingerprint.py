@@ -10,6 +10,20 @@ from .event import exception_name as exception_name  # for fingerprint functions
 FingerprintFunction = Callable[[ErrorEvent], str]
 
 UNMATCHED_ROUTE = "<unmatched>"
+# RFC 9110's methods and PATCH. Any token is a valid method, so a client could mint a new
+# error with each request; the others are grouped as one, unless the matched route takes them.
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+OTHER_METHOD = "OTHER"
+
+
+def grouped_method(method: str, route: object) -> str:
+    """The method as errors are grouped and shown: standard, declared by the matched route, or OTHER."""
+    if method in STANDARD_METHODS:
+        return method
+    declared = getattr(route, "methods", None)
+    if isinstance(declared, (set, frozenset, list, tuple)) and method in declared:
+        return method  # the app's own, e.g. PURGE
+    return OTHER_METHOD
 
 
 def fingerprint_of(method: str, route: str | None, status_code: int, exception: BaseException | None) -> str:

@@ -26,7 +26,13 @@ from .alerter import Alerter
 from .card import CardRenderer
 from .config import AlertOptions, AlertSettings, ConfigurationError, load_settings
 from .event import NO_BODY, BodyBuffer, CapturedBody, ErrorEvent
-from .fingerprint import FingerprintFunction, fingerprint_of
+from .fingerprint import (
+    STANDARD_METHODS,
+    FingerprintFunction,
+    default_fingerprint,
+    fingerprint_of,
+    grouped_method,
+)
 from .redact import Redactor, ScrubHook
 from .sample import sample_view
 from .suppression import NO_WINDOW
@@ -36,6 +42,7 @@ from .view import CardSettings
 logger = logging.getLogger("lark_alert_middleware")
 
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+_PARAMETER = re.compile(r"\{([^{}]*)\}")
 # Requests that carry no body by convention: their `receive` is passed through unwrapped.
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
 # Distinct (route, method, status, mount) errors kept on the request path; real apps have far fewer.
@@ -189,7 +196,10 @@ class LarkAlertMiddleware:
         if self._fingerprint is not None:
             return False  # a custom fingerprint needs the whole event
         route = scope.get("route")
-        key = (id(route), scope["method"], status, scope.get("root_path", ""), scope.get("app_root_path"))
+        method = scope["method"]
+        if method not in STANDARD_METHODS:
+            method = grouped_method(method, route)  # so that odd methods cannot grow the table
+        key = (id(route), method, status, scope.get("root_path", ""), scope.get("app_root_path"))
         known = self._known_errors.get(key)
         if known is None or known.route is not route:  # new, or another route reusing a dead one's id
             known = self._remember(key, route, scope, status)
@@ -208,7 +218,7 @@ class LarkAlertMiddleware:
         if len(self._known_errors) >= KNOWN_ERRORS_REMEMBERED:
             self._known_errors.clear()  # odd methods or mounts: start over rather than grow
         known = self._known_errors[key] = KnownError(
-            route, fingerprint_of(scope["method"], route_template(scope), status, None)
+            route, fingerprint_of(key[1], route_template(scope), status, None)
         )
         return known
 
@@ -230,7 +240,8 @@ class LarkAlertMiddleware:
             request_body = request_tee.body if request_tee is not None else None
             event = None
             if self._fingerprint is None:
-                fingerprint = fingerprint_of(scope["method"], route_template(scope), status, exception)
+                method = grouped_method(scope["method"], scope.get("route"))
+                fingerprint = fingerprint_of(method, route_template(scope), status, exception)
             else:
                 event = self._capture(scope, status, exception, duration, request_body, capture)
                 fingerprint = self._custom_fingerprint(event)
@@ -249,7 +260,7 @@ class LarkAlertMiddleware:
             return str(self._fingerprint(event))
         except Exception:
             logger.exception("lark_alert_middleware: the fingerprint function failed; using the default")
-            return fingerprint_of(event.method, event.route, event.status_code, event.exception)
+            return default_fingerprint(event)
 
     def _capture(
         self,
@@ -271,7 +282,7 @@ class LarkAlertMiddleware:
         return ErrorEvent(
             timestamp=time.time() - duration,
             duration_seconds=duration,
-            method=scope["method"],
+            method=grouped_method(scope["method"], scope.get("route")),
             scheme=scope.get("scheme", "http"),
             path=scope.get("path", ""),
             route=route_template(scope),
@@ -335,8 +346,30 @@ def route_template(scope: Scope) -> str | None:
     mount_prefix = root_path[len(scope.get("app_root_path", root_path)) :]
     if isinstance(route, Mount):
         # Only the mount matched: what follows its prefix is whatever the client asked for.
-        return f"{mount_prefix}/{{path}}"
-    return mount_prefix + template
+        return f"{_templated(mount_prefix, '', scope)}/{{path}}"
+    return _templated(mount_prefix, template, scope) + template
+
+
+def _templated(mount_prefix: str, template: str, scope: Scope) -> str:
+    """The mount prefix with the values of its own parameters (`/{tenant}`) put back as names.
+
+    The prefix is the path the client sent, so a mount with parameters would otherwise make
+    every value a new error.
+    """
+    path_params = scope.get("path_params")
+    if not mount_prefix or not path_params:
+        return mount_prefix
+    own = {parameter.split(":")[0] for parameter in _PARAMETER.findall(template)}
+    names_by_value: dict[str, str] = {}
+    for name, value in path_params.items():
+        if name not in own:  # not the route's own parameter: the mount's
+            names_by_value.setdefault(str(value), name)
+    if not names_by_value:
+        return mount_prefix
+    return "/".join(
+        f"{{{names_by_value[segment]}}}" if segment in names_by_value else segment
+        for segment in mount_prefix.split("/")
+    )
 
 
 def _request_id(headers: tuple[tuple[str, str], ...]) -> str:

@@ -12,7 +12,9 @@ class AlerterStats:
 
     raised: alerting errors seen; deduplicated: repeats inside a window; sent: cards Lark
     accepted (or logged, without a webhook); retried: extra post attempts; failed: cards
-    given up on; coalesced: errors folded into a digest card; dropped: errors lost.
+    given up on, and cards sent without a part that could not be rendered (each named on the
+    card and logged once per cause); coalesced: errors folded into a digest card; dropped:
+    errors lost.
     """
 
     raised: int = 0
@@ -41,3 +43,8 @@ class Counters:
     def snapshot(self) -> AlerterStats:
         with self._lock:
             return AlerterStats(**self._values)
+
+    def reset(self) -> None:
+        """Back to zero (in a forked child: what was counted so far is the parent's)."""
+        with self._lock:
+            self._values = dict.fromkeys(self._values, 0)

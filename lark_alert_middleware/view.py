@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote
 
 from .config import AlertSettings
 from .digest import DigestSummary
-from .event import ErrorEvent, ExceptionText
+from .event import CapturedBody, ErrorEvent, ExceptionText, exception_name
 from .excerpt import BodyExcerpt, excerpt_body, printable
 from .markup import LarkText, mention_markup
 from .redact import Redactor
@@ -72,6 +74,25 @@ class ExceptionView:
     traceback: str
 
 
+# CPU seconds the view of one card may take (redaction above all); the parts not built by
+# then are left out, and the card says so. Redaction is linear, so only a hostile scrub hook
+# or a pathological input reaches it.
+CARD_CPU_BUDGET_SECONDS = 0.5
+NOT_SHOWN = "[not shown]"
+
+
+@dataclass(frozen=True, slots=True)
+class PartFailure:
+    """A part of the card that could not be shown: its building raised `error`, or (None) time ran out."""
+
+    part: str
+    error: BaseException | None
+
+    def describe(self) -> str:
+        cause = "the card's time budget ran out" if self.error is None else type(self.error).__name__
+        return f"{self.part} ({cause})"
+
+
 @dataclass(frozen=True, slots=True)
 class AlertView:
     """Everything about one alert, before sizes are applied; built once, cut many times."""
@@ -85,23 +106,80 @@ class AlertView:
     request_body: BodyExcerpt
     response_body: BodyExcerpt
     exception: ExceptionView | None
+    failures: tuple[PartFailure, ...] = ()
 
 
-def build_view(event: ErrorEvent, fingerprint: str, repeats: Repeats | None, redactor: Redactor) -> AlertView:
+T = TypeVar("T")
+
+
+class _Parts:
+    """Builds each part of a view on its own: one that raises, or finds the budget spent, is left out."""
+
+    def __init__(self, budget_seconds: float) -> None:
+        self.failures: list[PartFailure] = []
+        self._deadline = time.thread_time() + budget_seconds
+
+    def build(self, part: str, make: Callable[[], T], fallback: T) -> T:
+        if time.thread_time() > self._deadline:
+            self.failures.append(PartFailure(part, None))
+            return fallback
+        try:
+            return make()
+        except Exception as error:
+            self.failures.append(PartFailure(part, error))
+            return fallback
+
+
+def build_view(
+    event: ErrorEvent,
+    fingerprint: str,
+    repeats: Repeats | None,
+    redactor: Redactor,
+    *,
+    budget_seconds: float = CARD_CPU_BUDGET_SECONDS,
+) -> AlertView:
+    """The redacted view of an event. Never raises: what cannot be shown is left out and listed."""
+    parts = _Parts(budget_seconds)
     return AlertView(
         event=event,
-        fingerprint=printable(redactor.text(fingerprint)),  # a custom fingerprint may hold request data
+        # A custom fingerprint may hold request data.
+        fingerprint=parts.build("fingerprint", lambda: printable(redactor.text(fingerprint)), NOT_SHOWN),
         repeats=repeats,
-        path=printable(redactor.text(event.path)),
-        query=[
-            (printable(k), printable(v))
-            for k, v in redactor.pairs(parse_qsl(event.query_string, keep_blank_values=True))
-        ],
-        headers=[(printable(k), printable(v)) for k, v in redactor.pairs(event.headers)],
-        request_body=excerpt_body(event.request_body, redactor),
-        response_body=excerpt_body(event.response_body, redactor),
-        exception=_exception_view(event, redactor),
+        path=parts.build("path", lambda: printable(redactor.text(event.path)), NOT_SHOWN),
+        query=parts.build(
+            "query", lambda: _pairs(parse_qsl(event.query_string, keep_blank_values=True), redactor), []
+        ),
+        headers=parts.build("request headers", lambda: _pairs(event.headers, redactor), []),
+        request_body=parts.build(
+            "request body",
+            lambda: excerpt_body(event.request_body, redactor),
+            _unreadable(event.request_body),
+        ),
+        response_body=parts.build(
+            "response body",
+            lambda: excerpt_body(event.response_body, redactor),
+            _unreadable(event.response_body),
+        ),
+        exception=parts.build("exception", lambda: _exception_view(event, redactor), _exception_type(event)),
+        failures=tuple(parts.failures),
     )
+
+
+def _pairs(items: Iterable[tuple[str, str]], redactor: Redactor) -> list[tuple[str, str]]:
+    return [(printable(name), printable(value)) for name, value in redactor.pairs(items)]
+
+
+def _unreadable(body: CapturedBody) -> BodyExcerpt:
+    return BodyExcerpt("unreadable", "", body.size, None, "could not be shown")
+
+
+def _exception_type(event: ErrorEvent) -> ExceptionView | None:
+    """All that is shown of an exception whose text could not be: the name of its type."""
+    if event.exception_text is not None:
+        return ExceptionView(event.exception_text.type_name, NOT_SHOWN, "")
+    if event.exception is not None:
+        return ExceptionView(exception_name(event.exception), NOT_SHOWN, "")
+    return None
 
 
 def _exception_view(event: ErrorEvent, redactor: Redactor) -> ExceptionView | None:
@@ -149,7 +227,7 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
             shorten(view.exception.message, sizes.message),
             shorten(view.exception.traceback, sizes.traceback, keep_end=True),
         )
-    is_error = event.status_code >= 500 or view.exception is not None
+    is_error = event.is_error
     route = event.route or view.path
     occurred = datetime.fromtimestamp(event.timestamp, tz=timezone.utc)
     variables: dict[str, Any] = {
@@ -178,9 +256,10 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
         "trace_id": event.trace_id,
         "trace_url": _link(card.trace_url, "{trace_id}", event.trace_id) if event.trace_id else None,
         "repeats": _repeats(view.repeats),
-        "mentions": card.mentions if is_error else LarkText(""),
+        "mentions": card.mentions if is_error else NO_MENTIONS,
         "keyword": card.keyword,
         "cut_note": "",
+        "not_shown": [failure.describe() for failure in view.failures],
     }
     return variables, cut_total
 
@@ -211,8 +290,9 @@ def digest_variables(summary: DigestSummary, card: CardSettings) -> dict[str, An
     ended = datetime.fromtimestamp(summary.ended_at, tz=timezone.utc).strftime("%H:%M:%S UTC")
     return {
         "title": f"{summary.total} more errors since {started} UTC",
-        "color": "red" if summary.has_server_errors else "orange",
-        "icon": SEVERITY_ICONS[summary.has_server_errors],
+        "color": "red" if summary.has_errors else "orange",
+        "icon": SEVERITY_ICONS[summary.has_errors],
+        "mentions": card.mentions if summary.has_errors else NO_MENTIONS,
         "service": card.service,
         "environment": card.environment,
         "keyword": card.keyword,
@@ -224,6 +304,7 @@ def digest_variables(summary: DigestSummary, card: CardSettings) -> dict[str, An
                 "count": line.count,
                 "status_code": line.status_code,
                 "example_path": printable(line.example_path)[:120],
+                "is_error": line.is_error,
             }
             for line in shown
         ],

@@ -204,7 +204,7 @@ def test_a_digest_shows_paths_and_fingerprints_redacted_as_cards_do(caplog: pyte
     digest.add("GET /users/{email} 404", 404, "/users/alice@example.com")
     summary = digest.take()
     assert summary is not None
-    text = alerter.render_digest(summary).json_text
+    text = alerter.cards.digest_card(summary)[0].json_text
     assert JWT not in text and text.count("[redacted jwt]") == 2
     assert "alice@example.com" not in text and "[a user]" in text
 
@@ -216,7 +216,7 @@ def test_a_digest_past_its_bound_on_kinds_counts_every_error(caplog: pytest.LogC
         digest.add(f"GET /kind/{index} 500", 500, f"/kind/{index}")
     summary = digest.take()
     assert summary is not None
-    text = alerter.render_digest(summary).json_text
+    text = alerter.cards.digest_card(summary)[0].json_text
     # 15 lines shown; one more kind was counted, and 4 errors past the bound only as errors.
     assert "… and 5 more errors of 2 or more other kinds" in text
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import encodings.aliases
 import json
 import string
 
@@ -9,11 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lark_alert_middleware.card import CardRenderer
+from lark_alert_middleware.cards import CardMaker
+from lark_alert_middleware.delivery import Alert
 from lark_alert_middleware.event import CapturedBody, ErrorEvent
 from lark_alert_middleware.fingerprint import fingerprint_of
 from lark_alert_middleware.lark import message_body
 from lark_alert_middleware.markup import count_mentions, markdown_text
 from lark_alert_middleware.redact import Redactor
+from lark_alert_middleware.sample import sample_event
+from lark_alert_middleware.stats import Counters
 from lark_alert_middleware.view import CardSettings, Repeats, build_view
 
 RENDERER = CardRenderer()
@@ -134,3 +140,51 @@ def test_any_request_renders_a_valid_small_safe_card(
     for value in (secret + "A", secret + "B", secret + "C", f"eyJ{secret}"):
         assert value not in shown
     assert card["header"]["title"]["content"].startswith("ALERT ")
+
+
+CODEC_NAMES = sorted(
+    set(encodings.aliases.aliases.values()) | {"undefined", "idna", "punycode", "rot13", "x"}
+)
+
+
+def nested(depth: int, opening: str, closing: str, leaf: str = "1") -> bytes:
+    return (opening * depth + leaf + closing * depth).encode()
+
+
+hostile_body = st.one_of(
+    body_bytes,
+    st.integers(min_value=1, max_value=3000).map(lambda depth: nested(depth, "[", "]")),
+    st.integers(min_value=1, max_value=3000).map(lambda depth: nested(depth, '{"a":', "}")),
+    st.sampled_from([b'"\\ud800"', b'{"k": "\\udfff\\ud800"}', b"\xed\xa0\x80"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=hostile_body,
+    charset=st.sampled_from(CODEC_NAMES),
+    kind=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded", None]),
+    encoding=st.sampled_from([None, "gzip", "deflate", "br", "identity"]),
+    failing_word=st.sampled_from([None, "a", "e", "GET", "Traceback", "1"]),
+)
+def test_a_claimed_error_always_makes_a_postable_card(
+    body: bytes, charset: str, kind: str | None, encoding: str | None, failing_word: str | None
+) -> None:
+    def scrub(text: str) -> str:  # a user's hook with a bug that some text triggers
+        if failing_word is not None and failing_word in text:
+            raise RuntimeError("scrub failed")
+        return text
+
+    content_type = f"{kind}; charset={charset}" if kind else None
+    event = dataclasses.replace(
+        sample_event(),
+        request_body=CapturedBody(body, len(body), content_type, encoding),
+        response_body=CapturedBody(body, len(body) + 1, content_type),
+        query_string="q=" + body[:200].decode("latin-1"),
+    )
+    maker = CardMaker(RENDERER, Redactor(scrub=scrub), lambda: SETTINGS, Counters())
+    card, summary = maker.alert_card(Alert("POST /orders 500", event, Repeats(0, None)))
+    posted = message_body(card.json_text, "secret", 1_700_000_000)
+    assert len(posted) <= 20 * 1024
+    assert json.loads(posted.decode("utf-8"))["card"]["header"]["title"]["content"].startswith("ALERT ")
+    assert summary
