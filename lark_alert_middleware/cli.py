@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import redis
@@ -28,6 +28,7 @@ from .lark import LarkAnswer, LarkWebhook, Outcome, redact_url
 from .preview import ShownCard, page_html
 from .redact import Redactor
 from .sample import sample_view
+from .urls import safe_url
 from .view import AlertView, CardSettings, build_view, card_settings
 
 OK, PROBLEM, USAGE = 0, 1, 2
@@ -57,14 +58,6 @@ def _title(card: dict[str, Any]) -> str:
     return content if isinstance(content, str) else "(no title)"
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, f"{parts.username or ''}:***@{host}", parts.path, "", ""))
-
-
 def _webhook_line(url: str) -> tuple[str, str | None]:
     """How the webhook URL reads, and a problem with it if Lark would surely refuse it."""
     parts = urlsplit(url)
@@ -82,7 +75,7 @@ def _webhook_line(url: str) -> tuple[str, str | None]:
 
 
 def _redis_line(url: str, timeout: float) -> tuple[str, str | None]:
-    shown = _without_password(url)
+    shown = safe_url(url)
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         client.ping()

@@ -15,9 +15,11 @@ import logging
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
+
+from .urls import safe_url
 
 FREQUENCY_LIMITED = 11232
 SIGNATURE_FAILED = 19021
@@ -87,13 +89,8 @@ def message_body(card_json: str, secret: str | None, timestamp: int) -> bytes:
 
 
 def redact_url(url: str) -> str:
-    """The webhook URL without its token, safe for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    path = parts.path.rstrip("/").rsplit("/", 1)[0] + "/***"
-    return urlunsplit((parts.scheme, host, path, "", ""))
+    """The webhook URL without its token (in the path or, for a relay, the query), safe for logs."""
+    return safe_url(url, webhook=True)
 
 
 def read_answer(status: int, body: bytes, retry_after_header: str | None = None) -> LarkAnswer:
