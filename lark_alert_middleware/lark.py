@@ -15,7 +15,6 @@ import logging
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -136,12 +135,12 @@ def _retry_after(header: str | None) -> float | None:
         return None
 
 
-class _HideWebhookTokens(logging.Filter):
-    """httpx logs every request URL at INFO; the URL of a webhook holds its token."""
+class _HideWebhookUrls(logging.Filter):
+    """httpx logs every request URL at INFO; a webhook's URL is its credential, wherever the token sits."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.tokens: set[str] = set()
+        self.safe_forms: dict[str, str] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(isinstance(arg, httpx.URL) for arg in record.args):
@@ -149,14 +148,11 @@ class _HideWebhookTokens(logging.Filter):
         return True
 
     def _hide(self, url: httpx.URL) -> object:
-        text = str(url)
-        for token in self.tokens:
-            text = text.replace(token, "***")
-        return text
+        return self.safe_forms.get(str(url), url)
 
 
-_hide_tokens = _HideWebhookTokens()
-logging.getLogger("httpx").addFilter(_hide_tokens)
+_hide_webhook_urls = _HideWebhookUrls()
+logging.getLogger("httpx").addFilter(_hide_webhook_urls)
 
 
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
@@ -171,9 +167,7 @@ class LarkWebhook:
         self._secret = secret
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         self.safe_url = redact_url(url)
-        token = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
-        if token:
-            _hide_tokens.tokens.add(token)
+        _hide_webhook_urls.safe_forms[str(self._url)] = self.safe_url
 
     async def post(self, client: httpx.AsyncClient, card_json: str) -> LarkAnswer:
         body = message_body(card_json, self._secret, int(time.time()))

@@ -119,3 +119,17 @@ async def test_the_token_never_reaches_the_httpx_log(caplog: pytest.LogCaptureFi
             await LarkWebhook(lark.url, None).post(client, '{"elements":[]}')
     assert any("HTTP Request: POST" in record.getMessage() for record in caplog.records)
     assert not any("tok-hidden-42" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("query", ["token=q-secret-1", "key=q-secret-1", "code=q-secret-1&team=ops"])
+async def test_a_relay_token_in_the_query_never_reaches_the_httpx_log(
+    query: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with LarkReceiver(token="tok-hidden-42") as lark, caplog.at_level(logging.INFO, logger="httpx"):
+        port = lark.port
+        webhook = LarkWebhook(f"http://ops:pw-secret-2@127.0.0.1:{port}/hook?{query}", None)
+        async with httpx.AsyncClient() as client:
+            await webhook.post(client, "{}")  # refused (wrong path): the log line is what counts
+    [line] = [record.getMessage() for record in caplog.records if "HTTP Request: POST" in record.getMessage()]
+    assert f"POST http://ops:***@127.0.0.1:{port}/***?" in line
+    assert "q-secret-1" not in line and "pw-secret-2" not in line
