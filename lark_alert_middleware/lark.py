@@ -7,14 +7,17 @@ delivered only when the body says `code: 0` (or the older `StatusCode: 0`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import hashlib
 import hmac
 import json
 import logging
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import cast
 
 import httpx
 
@@ -155,7 +158,13 @@ _hide_webhook_urls = _HideWebhookUrls()
 logging.getLogger("httpx").addFilter(_hide_webhook_urls)
 
 
-JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+JSON_HEADERS = {
+    "Content-Type": "application/json; charset=utf-8",
+    # Answers are read raw and never decompressed: a small gzip body can inflate to gigabytes.
+    "Accept-Encoding": "identity",
+}
+# Lark's answers are a few hundred bytes of JSON; a longer one is cut here and reads as unexpected.
+ANSWER_LIMIT_BYTES = 4096
 
 
 class LarkWebhook:
@@ -172,15 +181,26 @@ class LarkWebhook:
     async def post(self, client: httpx.AsyncClient, card_json: str) -> LarkAnswer:
         body = message_body(card_json, self._secret, int(time.time()))
         try:
-            response = await client.post(
-                self._url,
-                content=body,
-                headers=JSON_HEADERS,
-                timeout=self._timeout,
-            )
+            async with client.stream(
+                "POST", self._url, content=body, headers=JSON_HEADERS, timeout=self._timeout
+            ) as response:
+                answer = await _read_at_most(response, ANSWER_LIMIT_BYTES)
         except httpx.TimeoutException as error:
             return LarkAnswer(Outcome.RETRY, f"timed out ({type(error).__name__})")
         except httpx.HTTPError as error:
             # httpx messages can quote the URL, and the URL holds the token.
             return LarkAnswer(Outcome.RETRY, f"network error ({type(error).__name__})")
-        return read_answer(response.status_code, response.content, response.headers.get("retry-after"))
+        return read_answer(response.status_code, answer, response.headers.get("retry-after"))
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The first `limit` bytes of the body; leaving the stream unread closes the connection."""
+    answer = b""
+    # aiter_raw is an async generator: close it here, not whenever the garbage collector runs.
+    chunks = cast("AsyncGenerator[bytes, None]", response.aiter_raw())
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            answer += chunk[: limit - len(answer)]
+            if len(answer) >= limit:
+                break
+    return answer
