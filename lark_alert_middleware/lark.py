@@ -23,6 +23,9 @@ import httpx
 
 from .urls import safe_url
 
+# The hosts of custom-bot webhooks: Lark, Feishu, and Feishu's newer domain.
+LARK_HOSTS = ("open.larksuite.com", "open.feishu.cn", "open.larkoffice.com")
+
 FREQUENCY_LIMITED = 11232
 SIGNATURE_FAILED = 19021
 IP_NOT_ALLOWED = 19022

@@ -104,6 +104,31 @@ def test_check_refuses_a_lark_url_that_is_not_a_bot_webhook(
     assert "the path must be /open-apis/bot/v2/hook/<token>" in err
 
 
+def test_check_refuses_a_webhook_that_is_not_https_on_a_lark_host(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LARK_WEBHOOK_URL", "http://169.254.169.254/latest/meta-data/")
+    code, out, err = run(capsys, "check")
+    assert code == 1 and "configuration OK" not in out
+    assert "LARK_WEBHOOK_URL (webhook_url=): http://169.254.169.254 is not https:// on a Lark" in err
+    assert "or add the host to LARK_ALERT_ALLOWED_WEBHOOK_HOSTS for a relay" in err
+
+
+def test_check_accepts_a_relay_listed_in_the_allowed_hosts_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LARK_WEBHOOK_URL", f"https://relay.example.com/lark?token={TOKEN}")
+    monkeypatch.setenv("LARK_ALERT_ALLOWED_WEBHOOK_HOSTS", "relay.example.com")
+    code, out, err = run(capsys, "check")
+    assert code == 0, err
+    assert (
+        "https://relay.example.com/***?token=*** (a relay, allowed by LARK_ALERT_ALLOWED_WEBHOOK_HOSTS)"
+        in out
+    )
+    assert "LARK_ALERT_ALLOWED_WEBHOOK_HOSTS  relay.example.com (besides Lark's hosts and loopback)" in out
+    assert out.rstrip().endswith("configuration OK") and TOKEN not in out
+
+
 def test_check_reports_a_template_that_does_not_render(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
