@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
+import redis
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Unpack
@@ -136,11 +137,21 @@ class AlertSettings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            scheme = urlsplit(value.get_secret_value()).scheme
-            if scheme not in ("redis", "rediss", "unix"):
-                raise ValueError("must start with redis://, rediss:// or unix://")
+    def _redis_url_is_readable(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        try:
+            # What the alerter's client will do with it; unreadable, every alert would be dropped.
+            redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        except ValueError:
+            # Not redis-py's message: it can quote part of the URL, password included.
+            raise ValueError(
+                "redis-py cannot read it: check the port, the database number and the query options "
+                "(in a password, / ? # @ must be percent-encoded)"
+            ) from None
         return value
 
     @field_validator("template")

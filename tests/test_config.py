@@ -60,6 +60,13 @@ def test_zero_rate_limit_turns_dedup_off() -> None:
         ("LARK_ALERT_STATUS_CODES", "600-700", "600-700 is not a range of HTTP statuses"),
         ("LARK_ALERT_TEMPLATE", "/no/such/card.json.j2", "LARK_ALERT_TEMPLATE (template=): no such file"),
         ("REDIS_URL", "http://localhost:6379", "REDIS_URL (redis_url=): must start with redis://"),
+        ("REDIS_URL", "redis://127.0.0.1:six/0", "REDIS_URL (redis_url=): redis-py cannot read it"),
+        ("REDIS_URL", "redis://[::1/0", "REDIS_URL (redis_url=): redis-py cannot read it"),
+        (
+            "REDIS_URL",
+            "unix:///run/redis.sock?socket_timeout=soon",
+            "REDIS_URL (redis_url=): redis-py cannot",
+        ),
         (
             "LARK_WEBHOOK_URL",
             "open.larksuite.com/hook",
@@ -200,6 +207,13 @@ def test_secrets_are_never_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(ConfigurationError) as raised:
         load_settings()
     assert "very-secret-token" not in str(raised.value)
+
+
+def test_an_unreadable_redis_url_keeps_the_middleware_from_starting_without_showing_it() -> None:
+    # A / in the password ends the host part: the "port" redis-py complains about is the password.
+    middleware = LarkAlertMiddleware(Starlette(), redis_url="redis://:hunter/2@127.0.0.1:6379/0")
+    assert "REDIS_URL (redis_url=): redis-py cannot read it" in str(middleware.configuration_error)
+    assert "hunter" not in str(middleware.configuration_error)
 
 
 def test_unknown_keyword_lists_the_known_options() -> None:
