@@ -13,26 +13,31 @@ from urllib.parse import unquote_plus
 from .redact import Redactor
 
 MASK = "***"
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+# scheme://authority, then the rest; a URL without `//` (`unix:/path`) has no host, so no userinfo.
+_WITH_AUTHORITY = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<authority>[^/?#]*)(?P<rest>.*)", re.DOTALL
+)
 _names = Redactor()
 
 
 def safe_url(url: str, *, webhook: bool = False) -> str:
     """`url` fit for logs: a password (for http(s), a lone user name too) and secret-named parameters
     become `***`; with `webhook`, also the last path segment and every query value, the token's places."""
-    before_fragment, hash_sign, fragment = url.partition("#")
-    before_query, question_mark, query = before_fragment.partition("?")
-    scheme, separator, rest = before_query.partition("://")
-    if not separator or not _SCHEME.fullmatch(scheme):
-        scheme, separator, rest = "", "", before_query  # no host part (`unix:/path`), so no userinfo
-    authority, slash, path = rest.partition("/")
-    if separator:
-        authority = _safe_authority(authority, user_alone_is_secret=scheme.lower() in ("http", "https"))
+    head, rest = "", url
+    match = _WITH_AUTHORITY.match(url)
+    if match is not None:
+        if "@" in match["rest"]:
+            # Most likely a password with an unencoded / ? or #: where it ends cannot be told.
+            return f"{match['scheme']}{MASK}"
+        is_http = match["scheme"].lower() in ("http://", "https://")
+        head, rest = match["scheme"] + _safe_authority(match["authority"], is_http), match["rest"]
+    before_fragment, hash_sign, fragment = rest.partition("#")
+    path, question_mark, query = before_fragment.partition("?")
     if webhook:
-        slash, path = "/", "/".join([*path.rstrip("/").split("/")[:-1], MASK])
+        path = path.rstrip("/").rpartition("/")[0] + "/" + MASK
     query = _safe_parameters(query, every_value=webhook)
     fragment = _safe_parameters(fragment, every_value=False)
-    return f"{scheme}{separator}{authority}{slash}{path}{question_mark}{query}{hash_sign}{fragment}"
+    return f"{head}{path}{question_mark}{query}{hash_sign}{fragment}"
 
 
 def _safe_authority(authority: str, user_alone_is_secret: bool) -> str:

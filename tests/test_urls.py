@@ -53,3 +53,17 @@ def test_a_url_without_credentials_is_unchanged(url: str) -> None:
 )  # fmt: skip
 def test_a_webhook_url_also_loses_its_last_path_segment_and_every_query_value(url: str, shown: str) -> None:
     assert safe_url(url, webhook=True) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:c2VjcmV0/Zm9v@cache.internal:6379/0",  # base64 password, its / not percent-encoded
+        "redis://:123/456@cache.internal:6379/0",  # which redis-py would even read (port 123)
+        "rediss://ops:pa?ss@cache.internal:6380",
+        "https://ops:pa#ss@relay.example/hook",
+    ],
+)
+def test_a_url_with_an_at_sign_after_its_host_shows_nothing_past_the_scheme(url: str) -> None:
+    assert safe_url(url) == url.split("://")[0] + "://***"
+    assert safe_url(url, webhook=True) == url.split("://")[0] + "://***"
