@@ -15,23 +15,23 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import redis
 
 from .card import CARD_BUDGET, CardRenderer, RenderedCard
-from .config import AlertSettings, ConfigurationError, load_settings
+from .config import AlertSettings, ConfigurationError, load_settings, webhook_host_kind
 from .event_json import event_from_json
 from .fingerprint import default_fingerprint
 from .lark import LarkAnswer, LarkWebhook, Outcome, redact_url
 from .preview import ShownCard, page_html
 from .redact import Redactor
 from .sample import sample_view
+from .urls import safe_url
 from .view import AlertView, CardSettings, build_view, card_settings
 
 OK, PROBLEM, USAGE = 0, 1, 2
-LARK_HOSTS = frozenset({"open.larksuite.com", "open.feishu.cn", "open.larkoffice.com"})
 _HOOK_PATH = re.compile(r"^/open-apis/bot/v2/hook/[A-Za-z0-9_-]+$")
 
 
@@ -57,23 +57,15 @@ def _title(card: dict[str, Any]) -> str:
     return content if isinstance(content, str) else "(no title)"
 
 
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit((parts.scheme, f"{parts.username or ''}:***@{host}", parts.path, "", ""))
-
-
-def _webhook_line(url: str) -> tuple[str, str | None]:
+def _webhook_line(url: str, allowed_hosts: tuple[str, ...]) -> tuple[str, str | None]:
     """How the webhook URL reads, and a problem with it if Lark would surely refuse it."""
-    parts = urlsplit(url)
     shown = redact_url(url)
-    if parts.hostname not in LARK_HOSTS:
-        return f"{shown} (not a Lark host: fine for a relay or a test receiver)", None
-    if parts.scheme != "https":
-        return shown, "LARK_WEBHOOK_URL: Lark's webhooks are https:// URLs"
-    if not _HOOK_PATH.match(parts.path):
+    kind = webhook_host_kind(url, allowed_hosts)
+    if kind == "loopback":
+        return f"{shown} (loopback: a test receiver)", None
+    if kind == "allowed":
+        return f"{shown} (a relay, allowed by LARK_ALERT_ALLOWED_WEBHOOK_HOSTS)", None
+    if not _HOOK_PATH.match(urlsplit(url).path):
         return shown, (
             "LARK_WEBHOOK_URL: the path must be /open-apis/bot/v2/hook/<token>; copy the whole "
             "webhook URL from the bot's settings in the group"
@@ -82,7 +74,7 @@ def _webhook_line(url: str) -> tuple[str, str | None]:
 
 
 def _redis_line(url: str, timeout: float) -> tuple[str, str | None]:
-    shown = _without_password(url)
+    shown = safe_url(url)
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         client.ping()
@@ -105,10 +97,15 @@ def check(arguments: argparse.Namespace) -> int:
     if settings.webhook_url is None:
         lines.append(("LARK_WEBHOOK_URL", "not set: alerts are written to the log at WARNING, not posted"))
     else:
-        shown, problem = _webhook_line(settings.webhook_url.get_secret_value())
+        shown, problem = _webhook_line(
+            settings.webhook_url.get_secret_value(), settings.allowed_webhook_hosts
+        )
         lines.append(("LARK_WEBHOOK_URL", shown))
         if problem:
             problems.append(problem)
+    if settings.allowed_webhook_hosts:
+        hosts = ", ".join(settings.allowed_webhook_hosts)
+        lines.append(("LARK_ALERT_ALLOWED_WEBHOOK_HOSTS", f"{hosts} (besides Lark's hosts and loopback)"))
     signed = "set: cards are signed" if settings.webhook_secret else "not set: cards are not signed"
     lines.append(("LARK_WEBHOOK_SECRET", signed))
     if settings.keyword:

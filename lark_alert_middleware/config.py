@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+import redis
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Unpack
+
+from .lark import LARK_HOSTS
 
 
 class ConfigurationError(ValueError):
@@ -65,6 +69,8 @@ class AlertSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", frozen=True, populate_by_name=True, case_sensitive=True)
 
     enabled: bool = Field(True, validation_alias="LARK_ALERT_ENABLED")
+    # Before webhook_url: fields are validated in this order, and the webhook's check reads this one.
+    allowed_webhook_hosts: CommaList = Field((), validation_alias="LARK_ALERT_ALLOWED_WEBHOOK_HOSTS")
     webhook_url: SecretStr | None = Field(None, validation_alias="LARK_WEBHOOK_URL")
     webhook_secret: SecretStr | None = Field(None, validation_alias="LARK_WEBHOOK_SECRET")
     keyword: str | None = Field(None, validation_alias="LARK_ALERT_KEYWORD")
@@ -88,9 +94,22 @@ class AlertSettings(BaseSettings):
     post_timeout: float = Field(10.0, gt=0, le=120, validation_alias="LARK_ALERT_POST_TIMEOUT")
     dedup_capacity: int = Field(10_000, ge=10, le=10_000_000, validation_alias="LARK_ALERT_DEDUP_CAPACITY")
 
+    @field_validator("allowed_webhook_hosts")
+    @classmethod
+    def _hosts_are_hostnames(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for host in value:
+            if not _HOSTNAME.fullmatch(host) and _ip_address(host) is None:
+                raise ValueError(
+                    f"{host!r} is not a host name; list each host exactly, like relay.example.com "
+                    "(no scheme, port, path or wildcard)"
+                )
+        return tuple(host.lower() for host in value)
+
     @field_validator("webhook_url")
     @classmethod
-    def _webhook_is_http(cls, value: SecretStr | None) -> SecretStr | None:
+    def _webhook_is_https_on_a_lark_host(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
         if value is None or not value.get_secret_value().strip():
             return None
         url = value.get_secret_value().strip()
@@ -98,6 +117,14 @@ class AlertSettings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.netloc or not _httpx_accepts(url):
             raise ValueError(
                 "must be an http(s) URL like https://open.larksuite.com/open-apis/bot/v2/hook/<token>"
+            )
+        allowed_hosts = info.data.get("allowed_webhook_hosts")  # absent when itself invalid (reported)
+        if allowed_hosts is not None and webhook_host_kind(url, allowed_hosts) is None:
+            host_and_port = parts.netloc.rpartition("@")[2]
+            raise ValueError(
+                f"{parts.scheme}://{host_and_port} is not https:// on a Lark or Feishu host "
+                f"({', '.join(LARK_HOSTS)}) nor a loopback test receiver; use the https:// webhook URL "
+                "from the bot's settings, or add the host to LARK_ALERT_ALLOWED_WEBHOOK_HOSTS for a relay"
             )
         return SecretStr(url)
 
@@ -110,11 +137,21 @@ class AlertSettings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            scheme = urlsplit(value.get_secret_value()).scheme
-            if scheme not in ("redis", "rediss", "unix"):
-                raise ValueError("must start with redis://, rediss:// or unix://")
+    def _redis_url_is_readable(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        try:
+            # What the alerter's client will do with it; unreadable, every alert would be dropped.
+            redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        except ValueError:
+            # Not redis-py's message: it can quote part of the URL, password included.
+            raise ValueError(
+                "redis-py cannot read it: check the port, the database number and the query options "
+                "(in a password, / ? # @ must be percent-encoded)"
+            ) from None
         return value
 
     @field_validator("template")
@@ -161,6 +198,7 @@ class AlertOptions(TypedDict, total=False):
     """The keyword arguments of LarkAlertMiddleware: each overrides its environment variable."""
 
     enabled: bool
+    allowed_webhook_hosts: str | Iterable[str]
     webhook_url: str | None
     webhook_secret: str | None
     keyword: str | None
@@ -228,6 +266,33 @@ def iter_variables() -> Iterable[tuple[str, str]]:
     """(environment variable, field name) pairs, for documentation and the CLI."""
     for name in AlertSettings.model_fields:
         yield environment_variable(name), name
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*")
+WebhookHostKind = Literal["lark", "loopback", "allowed"]
+
+
+def webhook_host_kind(url: str, allowed_hosts: Collection[str]) -> WebhookHostKind | None:
+    """Why posting to `url` is allowed ("lark", "loopback" or "allowed"), or None when it is not.
+
+    Lark's hosts only over https (the card holds request data); loopback (test receivers) and
+    the hosts in LARK_ALERT_ALLOWED_WEBHOOK_HOSTS (relays, matched exactly) over http or https.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host in LARK_HOSTS:
+        return "lark" if parts.scheme == "https" else None
+    address = _ip_address(host)
+    if host == "localhost" or (address is not None and address.is_loopback):
+        return "loopback"
+    return "allowed" if host in allowed_hosts else None
+
+
+def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def _httpx_accepts(url: str) -> bool:

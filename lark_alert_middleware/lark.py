@@ -7,17 +7,24 @@ delivered only when the body says `code: 0` (or the older `StatusCode: 0`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import hashlib
 import hmac
 import json
 import logging
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit, urlunsplit
+from typing import cast
 
 import httpx
+
+from .urls import safe_url
+
+# The hosts of custom-bot webhooks: Lark, Feishu, and Feishu's newer domain.
+LARK_HOSTS = ("open.larksuite.com", "open.feishu.cn", "open.larkoffice.com")
 
 FREQUENCY_LIMITED = 11232
 SIGNATURE_FAILED = 19021
@@ -87,13 +94,8 @@ def message_body(card_json: str, secret: str | None, timestamp: int) -> bytes:
 
 
 def redact_url(url: str) -> str:
-    """The webhook URL without its token, safe for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    path = parts.path.rstrip("/").rsplit("/", 1)[0] + "/***"
-    return urlunsplit((parts.scheme, host, path, "", ""))
+    """The webhook URL without its token (in the path or, for a relay, the query), safe for logs."""
+    return safe_url(url, webhook=True)
 
 
 def read_answer(status: int, body: bytes, retry_after_header: str | None = None) -> LarkAnswer:
@@ -139,12 +141,12 @@ def _retry_after(header: str | None) -> float | None:
         return None
 
 
-class _HideWebhookTokens(logging.Filter):
-    """httpx logs every request URL at INFO; the URL of a webhook holds its token."""
+class _HideWebhookUrls(logging.Filter):
+    """httpx logs every request URL at INFO; a webhook's URL is its credential, wherever the token sits."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.tokens: set[str] = set()
+        self.safe_forms: dict[str, str] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(isinstance(arg, httpx.URL) for arg in record.args):
@@ -152,17 +154,20 @@ class _HideWebhookTokens(logging.Filter):
         return True
 
     def _hide(self, url: httpx.URL) -> object:
-        text = str(url)
-        for token in self.tokens:
-            text = text.replace(token, "***")
-        return text
+        return self.safe_forms.get(str(url), url)
 
 
-_hide_tokens = _HideWebhookTokens()
-logging.getLogger("httpx").addFilter(_hide_tokens)
+_hide_webhook_urls = _HideWebhookUrls()
+logging.getLogger("httpx").addFilter(_hide_webhook_urls)
 
 
-JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+JSON_HEADERS = {
+    "Content-Type": "application/json; charset=utf-8",
+    # Answers are read raw and never decompressed: a small gzip body can inflate to gigabytes.
+    "Accept-Encoding": "identity",
+}
+# Lark's answers are a few hundred bytes of JSON; a longer one is cut here and reads as unexpected.
+ANSWER_LIMIT_BYTES = 4096
 
 
 class LarkWebhook:
@@ -174,22 +179,31 @@ class LarkWebhook:
         self._secret = secret
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         self.safe_url = redact_url(url)
-        token = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
-        if token:
-            _hide_tokens.tokens.add(token)
+        _hide_webhook_urls.safe_forms[str(self._url)] = self.safe_url
 
     async def post(self, client: httpx.AsyncClient, card_json: str) -> LarkAnswer:
         body = message_body(card_json, self._secret, int(time.time()))
         try:
-            response = await client.post(
-                self._url,
-                content=body,
-                headers=JSON_HEADERS,
-                timeout=self._timeout,
-            )
+            async with client.stream(
+                "POST", self._url, content=body, headers=JSON_HEADERS, timeout=self._timeout
+            ) as response:
+                answer = await _read_at_most(response, ANSWER_LIMIT_BYTES)
         except httpx.TimeoutException as error:
             return LarkAnswer(Outcome.RETRY, f"timed out ({type(error).__name__})")
         except httpx.HTTPError as error:
             # httpx messages can quote the URL, and the URL holds the token.
             return LarkAnswer(Outcome.RETRY, f"network error ({type(error).__name__})")
-        return read_answer(response.status_code, response.content, response.headers.get("retry-after"))
+        return read_answer(response.status_code, answer, response.headers.get("retry-after"))
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The first `limit` bytes of the body; leaving the stream unread closes the connection."""
+    answer = b""
+    # aiter_raw is an async generator: close it here, not whenever the garbage collector runs.
+    chunks = cast("AsyncGenerator[bytes, None]", response.aiter_raw())
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            answer += chunk[: limit - len(answer)]
+            if len(answer) >= limit:
+                break
+    return answer

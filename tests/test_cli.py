@@ -71,6 +71,30 @@ def test_check_reports_a_redis_that_does_not_answer(
     assert "hunter2" not in out + err
 
 
+def test_check_masks_a_redis_password_given_in_the_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    socket = tmp_path / "redis.sock"  # for unix:// sockets, ?password= is how redis-py takes one
+    monkeypatch.setenv("REDIS_URL", f"unix://{socket}?password=hunter2&db=0")
+    code, out, err = run(capsys, "check")
+    assert code == 1
+    assert f"REDIS_URL              unix://{socket}?password=***&db=0\n" in out
+    assert f"problem: REDIS_URL: unix://{socket}?password=***&db=0 did not answer PING" in err
+    assert "hunter2" not in out + err
+
+
+def test_check_and_send_test_mask_credentials_in_the_webhook_url(
+    webhook: LarkReceiver, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LARK_WEBHOOK_URL", f"http://ops:hunter2@127.0.0.1:{webhook.port}/hook?token={TOKEN}")
+    shown = f"http://ops:***@127.0.0.1:{webhook.port}/***?token=***"
+    code, out, _ = run(capsys, "check")
+    assert code == 0 and f"LARK_WEBHOOK_URL       {shown}" in out
+    code, out, err = run(capsys, "send-test")  # refused by the receiver (wrong path); printed is what counts
+    assert f"Posting a sample card to {shown} (signed) ..." in out
+    assert "hunter2" not in out + err and TOKEN not in out + err
+
+
 def test_check_refuses_a_lark_url_that_is_not_a_bot_webhook(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -78,6 +102,31 @@ def test_check_refuses_a_lark_url_that_is_not_a_bot_webhook(
     code, _, err = run(capsys, "check")
     assert code == 1
     assert "the path must be /open-apis/bot/v2/hook/<token>" in err
+
+
+def test_check_refuses_a_webhook_that_is_not_https_on_a_lark_host(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LARK_WEBHOOK_URL", "http://169.254.169.254/latest/meta-data/")
+    code, out, err = run(capsys, "check")
+    assert code == 1 and "configuration OK" not in out
+    assert "LARK_WEBHOOK_URL (webhook_url=): http://169.254.169.254 is not https:// on a Lark" in err
+    assert "or add the host to LARK_ALERT_ALLOWED_WEBHOOK_HOSTS for a relay" in err
+
+
+def test_check_accepts_a_relay_listed_in_the_allowed_hosts_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LARK_WEBHOOK_URL", f"https://relay.example.com/lark?token={TOKEN}")
+    monkeypatch.setenv("LARK_ALERT_ALLOWED_WEBHOOK_HOSTS", "relay.example.com")
+    code, out, err = run(capsys, "check")
+    assert code == 0, err
+    assert (
+        "https://relay.example.com/***?token=*** (a relay, allowed by LARK_ALERT_ALLOWED_WEBHOOK_HOSTS)"
+        in out
+    )
+    assert "LARK_ALERT_ALLOWED_WEBHOOK_HOSTS  relay.example.com (besides Lark's hosts and loopback)" in out
+    assert out.rstrip().endswith("configuration OK") and TOKEN not in out
 
 
 def test_check_reports_a_template_that_does_not_render(

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from lark_alert_middleware.config import iter_variables
+from lark_alert_middleware.config import iter_variables, load_settings
 from lark_alert_middleware.testing import HOOK_PATH
 
 from .compose import REPO, environment, load_compose, option, variables_in
@@ -102,6 +102,13 @@ def test_the_replicas_post_to_the_inbox_service_and_share_redis() -> None:
     assert (redis_url.hostname, redis_url.port or 6379) == ("redis", 6379)
     inbox = urlsplit(settings["DEMO_INBOX_URL"])
     assert inbox.port == published("lark")[0][0] and inbox.path == "/_alerts"
+
+
+def test_the_replicas_configuration_is_valid_as_compose_gives_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in environment(SERVICES["app-1"]).items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()  # the webhook's host, `lark`, is neither Lark's nor loopback
+    assert settings.webhook_url is not None and settings.allowed_webhook_hosts == ("lark",)
 
 
 def test_traffic_goes_to_every_replica_on_its_port() -> None:

@@ -60,6 +60,13 @@ def test_zero_rate_limit_turns_dedup_off() -> None:
         ("LARK_ALERT_STATUS_CODES", "600-700", "600-700 is not a range of HTTP statuses"),
         ("LARK_ALERT_TEMPLATE", "/no/such/card.json.j2", "LARK_ALERT_TEMPLATE (template=): no such file"),
         ("REDIS_URL", "http://localhost:6379", "REDIS_URL (redis_url=): must start with redis://"),
+        ("REDIS_URL", "redis://127.0.0.1:six/0", "REDIS_URL (redis_url=): redis-py cannot read it"),
+        ("REDIS_URL", "redis://[::1/0", "REDIS_URL (redis_url=): redis-py cannot read it"),
+        (
+            "REDIS_URL",
+            "unix:///run/redis.sock?socket_timeout=soon",
+            "REDIS_URL (redis_url=): redis-py cannot",
+        ),
         (
             "LARK_WEBHOOK_URL",
             "open.larksuite.com/hook",
@@ -83,11 +90,130 @@ def test_bad_values_fail_with_the_variable_and_the_problem(
     assert expected in str(raised.value)
 
 
+ADVICE = (
+    "use the https:// webhook URL from the bot's settings, "
+    "or add the host to LARK_ALERT_ALLOWED_WEBHOOK_HOSTS for a relay"
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata: "configuration OK" no more
+        "https://10.0.0.7/open-apis/bot/v2/hook/t0ken-x9",
+        "https://hooks.example.com/open-apis/bot/v2/hook/t0ken-x9",
+        "http://open.feishu.cn/open-apis/bot/v2/hook/t0ken-x9",  # a Lark host, but every card in clear
+        "http://open.larksuite.com/open-apis/bot/v2/hook/t0ken-x9",
+        "https://open.larksuite.com.example.com/open-apis/bot/v2/hook/t0ken-x9",
+        "https://open.feishu.cn@hooks.example.com/open-apis/bot/v2/hook/t0ken-x9",
+        "http://localhost.example.com/hook",
+        "http://0.0.0.0:8026/hook",
+    ],
+)
+def test_a_webhook_that_is_not_https_on_a_lark_host_or_loopback_is_refused(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("LARK_WEBHOOK_URL", url)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "LARK_WEBHOOK_URL (webhook_url=): " in message
+    assert "is not https:// on a Lark or Feishu host" in message and ADVICE in message
+    assert "t0ken-x9" not in message
+
+
+def test_a_refused_webhook_keeps_the_middleware_from_starting() -> None:
+    middleware = LarkAlertMiddleware(Starlette(), webhook_url="http://169.254.169.254/latest/meta-data/")
+    assert middleware.configuration_error is not None
+    assert "LARK_WEBHOOK_URL (webhook_url=): http://169.254.169.254 is not https://" in str(
+        middleware.configuration_error
+    )
+
+
+def test_a_refused_webhook_makes_lifespan_start_up_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LARK_WEBHOOK_URL", "https://hooks.example.com/open-apis/bot/v2/hook/tok")
+    app = Starlette()
+    app.add_middleware(LarkAlertMiddleware)
+    with (
+        pytest.raises(ConfigurationError, match=r"LARK_WEBHOOK_URL.*LARK_ALERT_ALLOWED_WEBHOOK_HOSTS"),
+        TestClient(app),
+    ):
+        pass
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://open.larksuite.com/open-apis/bot/v2/hook/tok",
+        "https://open.feishu.cn/open-apis/bot/v2/hook/tok",
+        "https://open.larkoffice.com/open-apis/bot/v2/hook/tok",
+        "https://Open.Feishu.CN/open-apis/bot/v2/hook/tok",
+        "http://127.0.0.1:8026/open-apis/bot/v2/hook/tok",  # test receivers, over http or https
+        "https://127.8.9.10/hook",
+        "http://[::1]:8026/hook",
+        "http://localhost:8026/hook",
+    ],
+)
+def test_https_on_a_lark_host_and_any_loopback_receiver_are_accepted(url: str) -> None:
+    assert load_settings(webhook_url=url).webhook_url is not None
+
+
+def test_listed_hosts_are_accepted_over_http_or_https_matched_exactly_and_in_any_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LARK_ALERT_ALLOWED_WEBHOOK_HOSTS", "Relay.Example.com, lark")
+    for url in (
+        "https://relay.example.com/hook?token=t",
+        "http://RELAY.example.com/hook",
+        "http://lark:8026/x",
+    ):
+        assert load_settings(webhook_url=url).webhook_url is not None
+    for url in ("https://evil.relay.example.com/hook", "https://relay.example.com.evil.net/hook"):
+        with pytest.raises(ConfigurationError, match="LARK_WEBHOOK_URL"):
+            load_settings(webhook_url=url)
+
+
+def test_allowed_hosts_are_also_a_keyword_argument() -> None:
+    settings = load_settings(
+        allowed_webhook_hosts=["relay.example.com"], webhook_url="https://relay.example.com/h"
+    )
+    assert settings.allowed_webhook_hosts == ("relay.example.com",)
+
+
+def test_listing_a_lark_host_does_not_allow_it_over_plain_http() -> None:
+    with pytest.raises(ConfigurationError, match="LARK_WEBHOOK_URL"):
+        load_settings(
+            allowed_webhook_hosts="open.feishu.cn",
+            webhook_url="http://open.feishu.cn/open-apis/bot/v2/hook/t",
+        )
+
+
+@pytest.mark.parametrize(
+    "entry", ["*.example.com", "https://relay.example.com", "relay.example.com:8443", "relay/x"]
+)
+def test_allowed_hosts_are_exact_host_names_without_wildcards(
+    monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    monkeypatch.setenv("LARK_ALERT_ALLOWED_WEBHOOK_HOSTS", entry)
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    assert f"LARK_ALERT_ALLOWED_WEBHOOK_HOSTS (allowed_webhook_hosts=): {entry!r} is not a host name" in str(
+        raised.value
+    )
+
+
 def test_secrets_are_never_echoed_in_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LARK_WEBHOOK_URL", "ftp://host/open-apis/bot/v2/hook/very-secret-token")
     with pytest.raises(ConfigurationError) as raised:
         load_settings()
     assert "very-secret-token" not in str(raised.value)
+
+
+def test_an_unreadable_redis_url_keeps_the_middleware_from_starting_without_showing_it() -> None:
+    # A / in the password ends the host part: the "port" redis-py complains about is the password.
+    middleware = LarkAlertMiddleware(Starlette(), redis_url="redis://:hunter/2@127.0.0.1:6379/0")
+    assert "REDIS_URL (redis_url=): redis-py cannot read it" in str(middleware.configuration_error)
+    assert "hunter" not in str(middleware.configuration_error)
 
 
 def test_unknown_keyword_lists_the_known_options() -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import hmac
 import json
 import logging
+import threading
+import tracemalloc
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -119,3 +124,98 @@ async def test_the_token_never_reaches_the_httpx_log(caplog: pytest.LogCaptureFi
             await LarkWebhook(lark.url, None).post(client, '{"elements":[]}')
     assert any("HTTP Request: POST" in record.getMessage() for record in caplog.records)
     assert not any("tok-hidden-42" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("query", ["token=q-secret-1", "key=q-secret-1", "code=q-secret-1&team=ops"])
+async def test_a_relay_token_in_the_query_never_reaches_the_httpx_log(
+    query: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with LarkReceiver(token="tok-hidden-42") as lark, caplog.at_level(logging.INFO, logger="httpx"):
+        port = lark.port
+        webhook = LarkWebhook(f"http://ops:pw-secret-2@127.0.0.1:{port}/hook?{query}", None)
+        async with httpx.AsyncClient() as client:
+            await webhook.post(client, "{}")  # refused (wrong path): the log line is what counts
+    [line] = [record.getMessage() for record in caplog.records if "HTTP Request: POST" in record.getMessage()]
+    assert f"POST http://ops:***@127.0.0.1:{port}/***?" in line
+    assert "q-secret-1" not in line and "pw-secret-2" not in line
+
+
+class HugeAnswer:
+    """A webhook host on loopback that answers every post with `body`, sent as long as the client reads."""
+
+    def __init__(self, body: Iterator[bytes], length: int, headers: dict[str, str]) -> None:
+        self.bytes_written = 0
+        self.finished = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                for name, value in {**headers, "Content-Length": str(length)}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                try:
+                    for chunk in body:
+                        self.wfile.write(chunk)
+                        owner.bytes_written += len(chunk)
+                except OSError:  # the client closed the connection
+                    self.close_connection = True
+                finally:
+                    owner.finished.set()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/open-apis/bot/v2/hook/tok"
+
+    def __enter__(self) -> HugeAnswer:
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+BIG = 64 * 1024 * 1024
+
+
+def success_padded_to(size: int) -> Iterator[bytes]:
+    """Lark's success answer, its message padded to `size` bytes in all: valid JSON only when read whole."""
+    head, tail = b'{"code":0,"msg":"', b'"}'
+    yield head
+    padding = size - len(head) - len(tail)
+    for _ in range(padding // 65536):
+        yield b"x" * 65536
+    yield b"x" * (padding % 65536) + tail
+
+
+async def test_a_huge_answer_is_read_only_up_to_the_limit_and_then_hung_up_on() -> None:
+    with HugeAnswer(success_padded_to(BIG), BIG, {"Content-Type": "application/json"}) as host:
+        async with httpx.AsyncClient() as client:
+            answer = await LarkWebhook(host.url, None).post(client, "{}")
+        assert host.finished.wait(30), "the host was still sending"
+    # What the host got to send is bounded by the sockets' buffers, not by the answer's size.
+    assert host.bytes_written < BIG // 2
+    assert (answer.outcome, answer.message) == (Outcome.REJECTED, "unexpected answer (not Lark's JSON)")
+
+
+async def test_a_compressed_answer_is_never_inflated() -> None:
+    inflated = b'{"code":0,"msg":"' + b" " * BIG + b'"}'
+    compressed = gzip.compress(inflated, compresslevel=9)
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    with HugeAnswer(iter([compressed]), len(compressed), headers) as host:
+        async with httpx.AsyncClient() as client:
+            webhook = LarkWebhook(host.url, None)
+            tracemalloc.start()
+            try:
+                answer = await webhook.post(client, "{}")
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024  # 64 MiB, had it been inflated
+    assert (answer.outcome, answer.message) == (Outcome.REJECTED, "unexpected answer (not Lark's JSON)")
