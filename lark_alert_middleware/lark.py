@@ -6,6 +6,7 @@ delivered only when the body says `code: 0` (or the older `StatusCode: 0`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import enum
@@ -178,11 +179,20 @@ class LarkWebhook:
         self._url = httpx.URL(url)
         self._secret = secret
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        # httpx's timeouts bound each read; a host trickling its answer must not hold a post longer.
+        self._deadline_seconds = timeout
         self.safe_url = redact_url(url)
         _hide_webhook_urls.safe_forms[str(self._url)] = self.safe_url
 
     async def post(self, client: httpx.AsyncClient, card_json: str) -> LarkAnswer:
         body = message_body(card_json, self._secret, int(time.time()))
+        try:
+            return await asyncio.wait_for(self._post(client, body), self._deadline_seconds)
+        except asyncio.TimeoutError:
+            within = f"{self._deadline_seconds:g}s"
+            return LarkAnswer(Outcome.RETRY, f"timed out (no whole answer within {within})")
+
+    async def _post(self, client: httpx.AsyncClient, body: bytes) -> LarkAnswer:
         try:
             async with client.stream(
                 "POST", self._url, content=body, headers=JSON_HEADERS, timeout=self._timeout

@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -219,3 +220,20 @@ async def test_a_compressed_answer_is_never_inflated() -> None:
                 tracemalloc.stop()
     assert peak < 8 * 1024 * 1024  # 64 MiB, had it been inflated
     assert (answer.outcome, answer.message) == (Outcome.REJECTED, "unexpected answer (not Lark's JSON)")
+
+
+def trickle() -> Iterator[bytes]:
+    """An answer sent a byte at a time, each well within httpx's read timeout, never finishing."""
+    yield b'{"code":0,'
+    for _ in range(600):
+        time.sleep(0.05)
+        yield b" "
+
+
+async def test_a_host_trickling_its_answer_holds_a_post_no_longer_than_the_post_timeout() -> None:
+    with HugeAnswer(trickle(), 1000, {"Content-Type": "application/json"}) as host:
+        async with httpx.AsyncClient() as client:
+            answer = await LarkWebhook(host.url, None, timeout=0.5).post(client, "{}")
+        assert host.finished.wait(30)
+    assert answer.outcome is Outcome.RETRY and "no whole answer within 0.5s" in answer.message
+    assert host.bytes_written < 1000  # hung up on long before the host was done
