@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test check bench screenshot
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-demo
 	$(BIN)/python -m demo_app
 
 test: $(VENV)/.installed
@@ -24,11 +24,18 @@ bench: $(VENV)/.installed-bench
 screenshot: $(VENV)/.installed
 	SCREENSHOT=docs/inbox.png SCREENSHOT_CARD=docs/card.png $(BIN)/python -m pytest -q tests/integration/test_inbox_browser.py
 
+# The demo needs only its own extra; the tests install everything they use.
+$(VENV)/.installed-demo: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[demo]"
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
-	touch $@
+	touch $@ $(VENV)/.installed-demo
 
 # sentry-sdk, for the comparison; wrk (apt-get install wrk) is used when present.
 $(VENV)/.installed-bench: $(VENV)/.installed
