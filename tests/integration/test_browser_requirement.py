@@ -10,7 +10,8 @@ import pytest
 
 from ..servers import REPO
 
-PHONE_TEST = "tests/integration/test_inbox_browser.py::test_the_default_card_preview_reads_well_on_a_phone_sized_screen"
+BROWSER_TESTS = "tests/integration/test_inbox_browser.py"
+PHONE_TEST = f"{BROWSER_TESTS}::test_the_default_card_preview_reads_well_on_a_phone_sized_screen"
 
 
 def run_without_chromium(ci: str | None) -> subprocess.CompletedProcess[str]:
