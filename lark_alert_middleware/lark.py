@@ -179,8 +179,8 @@ class LarkWebhook:
         self._url = httpx.URL(url)
         self._secret = secret
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
-        # httpx's timeouts bound each read; a host trickling its answer must not hold a post longer.
-        self._deadline_seconds = timeout
+        # httpx's timeouts bound each read; a host trickling its answer must not hold a post for longer.
+        self._deadline_seconds = 2 * timeout
         self.safe_url = redact_url(url)
         _hide_webhook_urls.safe_forms[str(self._url)] = self.safe_url
 
