@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 
+import pytest
+
 from lark_alert_middleware.event import CapturedBody
 from lark_alert_middleware.excerpt import excerpt_body, printable
 from lark_alert_middleware.redact import Redactor
@@ -94,3 +96,50 @@ def test_json_nested_beyond_the_parser_limit_is_shown_as_text() -> None:
     deep = "[" * 100_000 + "]" * 100_000
     shown = excerpt(deep.encode(), "application/json")
     assert shown.kind == "text"
+
+
+@pytest.mark.parametrize(
+    "charset",
+    ["undefined", "idna", "punycode", "rot13", "base64", "zlib", "hex", "unicode_escape", "no-such-charset"],
+)
+def test_a_charset_python_cannot_decode_with_falls_back_to_utf8_and_says_so(charset: str) -> None:
+    shown = excerpt('{"name": "café", "password": "S3CR3T"}'.encode(), f"application/json; charset={charset}")
+    assert shown.kind == "json" and "café" in shown.text and "S3CR3T" not in shown.text
+    assert f"charset {charset} not decodable, shown as UTF-8" in shown.note
+
+
+def test_a_declared_charset_python_knows_is_used() -> None:
+    shown = excerpt("naïve".encode("latin-1"), "text/plain; Charset=ISO-8859-1")
+    assert shown.text == "naïve" and shown.note == ""
+
+
+def test_a_lone_surrogate_in_json_is_shown_as_an_escape() -> None:
+    shown = excerpt(b'{"name": "\\ud800", "key\\udfff": 1}', "application/json")
+    assert "\\ud800" in shown.text and "\\udfff" in shown.text
+    shown.text.encode("utf-8")
+
+
+def test_lone_surrogates_are_printable_escapes() -> None:
+    assert printable("a\ud800b\udfffc") == "a\\ud800b\\udfffc"
+
+
+def test_a_utf7_body_that_decodes_to_lone_surrogates_still_encodes() -> None:
+    shown = excerpt(b"+2AA- and more", "text/plain; charset=utf-7")
+    assert "\\ud800" in shown.text
+    shown.text.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        "form-data; name=password",
+        "form-data; NAME=password",
+        'form-data; Name="Password"',
+        'form-data; filename="x.txt"; name="password"',
+    ],
+)
+def test_multipart_part_names_are_found_quoted_or_not_in_any_case(disposition: str) -> None:
+    body = f"--XyZ\r\nContent-Disposition: {disposition}\r\n\r\nS3CR3T\r\n--XyZ--\r\n".encode()
+    shown = excerpt(body, "multipart/form-data; boundary=XyZ")
+    assert "S3CR3T" not in shown.text
+    assert "[redacted password]" in shown.text or "password: <file 'x.txt'" in shown.text
