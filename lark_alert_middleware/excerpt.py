@@ -7,11 +7,10 @@ import json
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl
 
 from .event import CapturedBody
-from .redact import Redactor
+from .redact import WINDOW, Redactor
 
 MAX_DECOMPRESSED_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 12
@@ -156,28 +155,15 @@ def _structured(
         except (ValueError, RecursionError):
             pass
         else:
-            shown = json.dumps(
-                _limit_depth(redactor.json(document), MAX_JSON_DEPTH), indent=2, ensure_ascii=False
-            )
-            return "json", shown
+            shown = redactor.json(document, max_depth=MAX_JSON_DEPTH)
+            return "json", json.dumps(shown, indent=2, ensure_ascii=False)
     if content_type == "application/x-www-form-urlencoded":
-        fields = parse_qsl(text, keep_blank_values=True)
+        # A card shows far less than WINDOW characters of a form; what is past them is not parsed.
+        fields = parse_qsl(text[:WINDOW], keep_blank_values=True)
         return "form", "\n".join(f"{name}={value}" for name, value in redactor.pairs(fields))
     if content_type == "multipart/form-data":
         return "multipart", _multipart(text, full_content_type, redactor)
-    return "text", redactor.text(text)
-
-
-def _limit_depth(document: Any, depth: int) -> Any:
-    if isinstance(document, dict):
-        if depth <= 0:
-            return f"{{… {len(document)} keys}}"
-        return {key: _limit_depth(value, depth - 1) for key, value in document.items()}
-    if isinstance(document, list):
-        if depth <= 0:
-            return f"[… {len(document)} items]"
-        return [_limit_depth(item, depth - 1) for item in document]
-    return document
+    return "text", redactor.excerpt(text)
 
 
 _CHARSET = re.compile(r'(?i)charset\s*=\s*"?([A-Za-z0-9._:-]{1,40})')
@@ -196,10 +182,14 @@ def _parameter(pattern: re.Pattern[str], head: str) -> str | None:
 def _multipart(text: str, content_type: str, redactor: Redactor) -> str:
     boundary_match = re.search(r'boundary="?([^";]+)"?', content_type)
     if boundary_match is None:
-        return redactor.text(text)
+        return redactor.excerpt(text)
     lines: list[str] = []
+    shown = 0
     for part in text.split("--" + boundary_match.group(1))[1:]:
         if part.startswith("--"):
+            break
+        if shown > WINDOW:  # far more than a card shows
+            lines.append("…")
             break
         head, _, value = part.lstrip("\r\n").partition("\r\n\r\n")
         name = redactor.text(_parameter(_PART_NAME, head) or "?")
@@ -210,4 +200,5 @@ def _multipart(text: str, content_type: str, redactor: Redactor) -> str:
             lines.append(f"{name}: <file {filename!r}, {size:,} bytes>")
         else:
             lines.append(f"{name}={redactor.pair(name, value)}")
+        shown += len(lines[-1])
     return "\n".join(lines)

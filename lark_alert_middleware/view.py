@@ -92,7 +92,7 @@ def build_view(event: ErrorEvent, fingerprint: str, repeats: Repeats | None, red
         event=event,
         fingerprint=printable(redactor.text(fingerprint)),  # a custom fingerprint may hold request data
         repeats=repeats,
-        path=printable(redactor.text(event.path)),
+        path=printable(redactor.path(event.path, event.route)),
         query=[
             (printable(k), printable(v))
             for k, v in redactor.pairs(parse_qsl(event.query_string, keep_blank_values=True))
@@ -111,7 +111,9 @@ def _exception_view(event: ErrorEvent, redactor: Redactor) -> ExceptionView | No
             return None
         text = ExceptionText.of(event.exception)
     return ExceptionView(
-        text.type_name, printable(redactor.text(text.message)), printable(redactor.text(text.traceback))
+        printable(text.type_name),
+        printable(redactor.excerpt(text.message)),
+        printable(redactor.excerpt(text.traceback, keep_end=True)),
     )
 
 
