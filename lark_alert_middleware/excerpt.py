@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl
 
 from .event import CapturedBody
-from .redact import Redactor
+from .redact import WINDOW, Redactor
 
 MAX_DECOMPRESSED_BYTES = 64 * 1024
 MAX_JSON_DEPTH = 12
@@ -19,10 +19,14 @@ _BINARY_TYPES = re.compile(
     r"^(image|audio|video|font)/|^application/(octet-stream|pdf|zip|gzip|x-tar|x-protobuf|"
     r"protobuf|grpc|msgpack|x-msgpack|vnd\.ms-|vnd\.openxmlformats|cbor|wasm)"
 )
-# C0/C1 controls except tab and newline, bidi controls, line/paragraph separators, BOM.
+# C0/C1 controls except tab and newline, bidi controls, line/paragraph separators, BOM, and lone
+# surrogates (a JSON string may hold one: "\\ud800"), which no UTF-8 encoder accepts.
 _UNPRINTABLE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
 )
+# Codecs Python has that are no body's character set: they raise whatever the bytes, take
+# quadratic time (punycode), or turn escapes in the text into characters.
+_NOT_CHARSETS = frozenset({"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +45,8 @@ class BodyExcerpt:
 
 
 def printable(text: str) -> str:
-    """Show control, bidi and separator characters as `\\uXXXX`: they cannot reorder or hide text."""
+    """Show control, bidi and separator characters and lone surrogates as `\\uXXXX`: they cannot
+    reorder or hide text, nor make the card's UTF-8 fail."""
     return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text.replace("\r\n", "\n"))
 
 
@@ -97,11 +102,26 @@ def _decompress(data: bytes, encoding: str) -> tuple[bytes | None, str]:
 
 def _decode(data: bytes, content_type: str) -> tuple[str | None, str]:
     charset = _charset(content_type)
+    charset_note = ""
     if charset and charset not in ("utf-8", "utf8"):
-        try:
-            return data.decode(charset, errors="replace"), ""
-        except LookupError:
-            pass
+        text = _decode_charset(data, charset)
+        if text is not None:
+            return text, ""
+        charset_note = f"charset {charset} not decodable, shown as UTF-8"
+    text, note = _decode_utf8(data)
+    return text, "; ".join(filter(None, (charset_note, note)))
+
+
+def _decode_charset(data: bytes, charset: str) -> str | None:
+    try:
+        if codecs.lookup(charset).name in _NOT_CHARSETS:
+            return None
+        return data.decode(charset, errors="replace")
+    except Exception:  # codecs are plug-ins: any of them may raise anything, on any bytes
+        return None
+
+
+def _decode_utf8(data: bytes) -> tuple[str | None, str]:
     if _looks_binary(data):
         return None, ""
     try:
@@ -113,7 +133,7 @@ def _decode(data: bytes, content_type: str) -> tuple[str | None, str]:
 
 
 def _charset(content_type: str) -> str:
-    match = re.search(r"charset=\"?([A-Za-z0-9._-]+)", content_type)
+    match = _CHARSET.search(content_type)
     return match.group(1).lower() if match else ""
 
 
@@ -135,49 +155,50 @@ def _structured(
         except (ValueError, RecursionError):
             pass
         else:
-            shown = json.dumps(
-                _limit_depth(redactor.json(document), MAX_JSON_DEPTH), indent=2, ensure_ascii=False
-            )
-            return "json", shown
+            shown = redactor.json(document, max_depth=MAX_JSON_DEPTH)
+            return "json", json.dumps(shown, indent=2, ensure_ascii=False)
     if content_type == "application/x-www-form-urlencoded":
-        fields = parse_qsl(text, keep_blank_values=True)
+        # A card shows far less than WINDOW characters of a form; what is past them is not parsed.
+        fields = parse_qsl(text[:WINDOW], keep_blank_values=True)
         return "form", "\n".join(f"{name}={value}" for name, value in redactor.pairs(fields))
     if content_type == "multipart/form-data":
         return "multipart", _multipart(text, full_content_type, redactor)
-    return "text", redactor.text(text)
+    return "text", redactor.excerpt(text)
 
 
-def _limit_depth(document: Any, depth: int) -> Any:
-    if isinstance(document, dict):
-        if depth <= 0:
-            return f"{{… {len(document)} keys}}"
-        return {key: _limit_depth(value, depth - 1) for key, value in document.items()}
-    if isinstance(document, list):
-        if depth <= 0:
-            return f"[… {len(document)} items]"
-        return [_limit_depth(item, depth - 1) for item in document]
-    return document
+_CHARSET = re.compile(r'(?i)charset\s*=\s*"?([A-Za-z0-9._:-]{1,40})')
+# A part's name and filename, quoted or not, in any case; the "name" in "filename" is not a name.
+_PART_NAME = re.compile(r'(?i)(?<![\w*-])name\s*=\s*(?:"((?:[^"\\\r\n]|\\.)*)"|([^\s;"]+))')
+_PART_FILENAME = re.compile(r'(?i)(?<![\w-])filename\*?\s*=\s*(?:"((?:[^"\\\r\n]|\\.)*)"|([^\s;"]+))')
 
 
-_PART_NAME = re.compile(r'name="([^"]*)"')
-_PART_FILENAME = re.compile(r'filename="([^"]*)"')
+def _parameter(pattern: re.Pattern[str], head: str) -> str | None:
+    match = pattern.search(head)
+    if match is None:
+        return None
+    return match.group(1) if match.group(1) is not None else match.group(2)
 
 
 def _multipart(text: str, content_type: str, redactor: Redactor) -> str:
     boundary_match = re.search(r'boundary="?([^";]+)"?', content_type)
     if boundary_match is None:
-        return redactor.text(text)
+        return redactor.excerpt(text)
     lines: list[str] = []
+    shown = 0
     for part in text.split("--" + boundary_match.group(1))[1:]:
         if part.startswith("--"):
             break
+        if shown > WINDOW:  # far more than a card shows
+            lines.append("…")
+            break
         head, _, value = part.lstrip("\r\n").partition("\r\n\r\n")
-        name_match = _PART_NAME.search(head)
-        name = name_match.group(1) if name_match else "?"
-        filename = _PART_FILENAME.search(head)
+        name = redactor.text(_parameter(_PART_NAME, head) or "?")
+        filename = _parameter(_PART_FILENAME, head)
         value = value.removesuffix("\r\n")
         if filename is not None:
-            lines.append(f"{name}: <file {filename.group(1)!r}, {len(value.encode()):,} bytes>")
+            size = len(value.encode("utf-8", "surrogatepass"))  # a UTF-7 part can hold lone surrogates
+            lines.append(f"{name}: <file {filename!r}, {size:,} bytes>")
         else:
             lines.append(f"{name}={redactor.pair(name, value)}")
+        shown += len(lines[-1])
     return "\n".join(lines)

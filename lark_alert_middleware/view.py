@@ -145,7 +145,7 @@ def build_view(
         # A custom fingerprint may hold request data.
         fingerprint=parts.build("fingerprint", lambda: printable(redactor.text(fingerprint)), NOT_SHOWN),
         repeats=repeats,
-        path=parts.build("path", lambda: printable(redactor.text(event.path)), NOT_SHOWN),
+        path=parts.build("path", lambda: printable(redactor.path(event.path, event.route)), NOT_SHOWN),
         query=parts.build(
             "query", lambda: _pairs(parse_qsl(event.query_string, keep_blank_values=True), redactor), []
         ),
@@ -189,7 +189,9 @@ def _exception_view(event: ErrorEvent, redactor: Redactor) -> ExceptionView | No
             return None
         text = ExceptionText.of(event.exception)
     return ExceptionView(
-        text.type_name, printable(redactor.text(text.message)), printable(redactor.text(text.traceback))
+        printable(text.type_name),
+        printable(redactor.excerpt(text.message)),
+        printable(redactor.excerpt(text.traceback, keep_end=True)),
     )
 
 

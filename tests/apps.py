@@ -27,6 +27,10 @@ def failing_app(**options: Any) -> FastAPI:
     async def item(item_id: int) -> dict[str, int]:
         raise HTTPException(status_code=404, detail=f"item {item_id} not found")
 
+    @app.get("/reset/{token}")
+    async def reset(token: str) -> None:
+        raise HTTPException(status_code=410, detail="reset link expired")
+
     @app.get("/boom/{kind}")
     async def boom(kind: str) -> None:
         if kind == "value":

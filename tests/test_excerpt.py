@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 
+import pytest
+
 from lark_alert_middleware.event import CapturedBody
 from lark_alert_middleware.excerpt import excerpt_body, printable
-from lark_alert_middleware.redact import Redactor
+from lark_alert_middleware.redact import WINDOW, Redactor
 
 
 def excerpt(
@@ -94,3 +96,71 @@ def test_json_nested_beyond_the_parser_limit_is_shown_as_text() -> None:
     deep = "[" * 100_000 + "]" * 100_000
     shown = excerpt(deep.encode(), "application/json")
     assert shown.kind == "text"
+
+
+@pytest.mark.parametrize(
+    "charset",
+    ["undefined", "idna", "punycode", "rot13", "base64", "zlib", "hex", "unicode_escape", "no-such-charset"],
+)
+def test_a_charset_python_cannot_decode_with_falls_back_to_utf8_and_says_so(charset: str) -> None:
+    shown = excerpt('{"name": "café", "password": "S3CR3T"}'.encode(), f"application/json; charset={charset}")
+    assert shown.kind == "json" and "café" in shown.text and "S3CR3T" not in shown.text
+    assert f"charset {charset} not decodable, shown as UTF-8" in shown.note
+
+
+def test_a_declared_charset_python_knows_is_used() -> None:
+    shown = excerpt("naïve".encode("latin-1"), "text/plain; Charset=ISO-8859-1")
+    assert shown.text == "naïve" and shown.note == ""
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a":'])
+def test_json_nested_hundreds_deep_is_shown_to_a_bounded_depth(opening: str) -> None:
+    closing = "]" if opening == "[" else "}"
+    deep = opening * 500 + "1" + closing * 500  # about 1 KB; json.loads accepts it
+    shown = excerpt(deep.encode(), "application/json")
+    assert shown.kind == "json" and ("1 items]" in shown.text or "1 keys}" in shown.text)
+
+
+def test_a_lone_surrogate_in_json_is_shown_as_an_escape() -> None:
+    shown = excerpt(b'{"name": "\\ud800", "key\\udfff": 1}', "application/json")
+    assert "\\ud800" in shown.text and "\\udfff" in shown.text
+    shown.text.encode("utf-8")
+
+
+def test_lone_surrogates_are_printable_escapes() -> None:
+    assert printable("a\ud800b\udfffc") == "a\\ud800b\\udfffc"
+
+
+def test_a_utf7_body_that_decodes_to_lone_surrogates_still_encodes() -> None:
+    shown = excerpt(b"+2AA- and more", "text/plain; charset=utf-7")
+    assert "\\ud800" in shown.text
+    shown.text.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    "disposition",
+    [
+        "form-data; name=password",
+        "form-data; NAME=password",
+        'form-data; Name="Password"',
+        'form-data; filename="x.txt"; name="password"',
+    ],
+)
+def test_multipart_part_names_are_found_quoted_or_not_in_any_case(disposition: str) -> None:
+    body = f"--XyZ\r\nContent-Disposition: {disposition}\r\n\r\nS3CR3T\r\n--XyZ--\r\n".encode()
+    shown = excerpt(body, "multipart/form-data; boundary=XyZ")
+    assert "S3CR3T" not in shown.text
+    assert "[redacted password]" in shown.text or "password: <file 'x.txt'" in shown.text
+
+
+def test_a_long_text_body_is_redacted_only_as_far_as_a_card_shows() -> None:
+    shown = excerpt(b"token=S3CR3T " + b"word " * 200_000, "text/plain")
+    assert shown.text.startswith("token=[redacted token] word") and shown.text.endswith("…")
+    assert len(shown.text) < WINDOW + 100  # markers can be longer than what they replace
+
+
+def test_a_long_json_body_is_shown_as_far_as_a_card_shows() -> None:
+    document = [{"id": index, "password": "S3CR3T"} for index in range(50_000)]
+    shown = excerpt(json.dumps(document).encode(), "application/json")
+    assert shown.kind == "json" and "S3CR3T" not in shown.text and "more items" in shown.text
+    assert len(shown.text) < 4 * WINDOW
