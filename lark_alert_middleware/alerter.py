@@ -64,7 +64,9 @@ class _LoopSide:
     def __init__(self, alerter: Alerter, loop: asyncio.AbstractEventLoop) -> None:
         settings = alerter.settings
         self.loop = loop
-        self.inbox: deque[_Work] = deque()
+        # Handed-off errors waiting to be claimed: server errors are claimed first.
+        self.errors: deque[_Work] = deque()
+        self.warnings: deque[_Work] = deque()
         self.consumer: asyncio.Task[None] | None = None
         self.idle = asyncio.Event()
         local_store = InProcessDedupStore(settings.dedup_capacity)
@@ -234,7 +236,8 @@ class Alerter:
         self._handoffs_awaited_on = None
         side = self._side()
         while self._handoffs:
-            side.inbox.append(self._handoffs.popleft())
+            work = self._handoffs.popleft()
+            (side.errors if work.event.is_error else side.warnings).append(work)
         side.idle.clear()
         if side.consumer is None or side.consumer.done():
             side.consumer = side.loop.create_task(self._consume(side))
@@ -250,27 +253,33 @@ class Alerter:
         side.delivery.wake()
 
     async def _consume(self, side: _LoopSide) -> None:
-        while side.inbox:
+        while side.errors or side.warnings:
             # What arrived meanwhile is claimed together: one Redis round trip for a burst.
-            batch = [side.inbox.popleft() for _ in range(min(len(side.inbox), CLAIM_BATCH))]
+            batch = [side.errors.popleft() for _ in range(min(len(side.errors), CLAIM_BATCH))]
+            batch += [
+                side.warnings.popleft() for _ in range(min(len(side.warnings), CLAIM_BATCH - len(batch)))
+            ]
             with self._changed:
                 self._handed_off -= len(batch)
             try:
                 claims = await self._claims(side, batch)
             except Exception:
                 logger.exception("lark_alert_middleware: could not decide %d alerts", len(batch))
-                self.counters.add("dropped", len(batch))
-                self.finished(len(batch))
+                self._lost(batch)
                 continue
             for work, claim in zip(batch, claims, strict=True):
                 try:
                     self._decide(side, work, claim)
                 except Exception:
-                    logger.exception(
-                        "lark_alert_middleware: could not queue the alert for %s", work.fingerprint
-                    )
-                    self.counters.add("dropped")
-                    self.finished(1)
+                    logger.exception("lark_alert_middleware: could not queue %s's alert", work.fingerprint)
+                    self._lost([work])
+
+    def _lost(self, batch: list[_Work]) -> None:
+        """Errors that could not be decided or queued: counted, and their next occurrence alerts."""
+        for work in batch:
+            self.windows.close(work.fingerprint)
+        self.counters.add("dropped", len(batch))
+        self.finished(len(batch))
 
     async def _claims(self, side: _LoopSide, batch: list[_Work]) -> list[Claim]:
         if not self._window_seconds:

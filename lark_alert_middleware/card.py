@@ -17,6 +17,7 @@ import jinja2
 
 from .config import ConfigurationError
 from .digest import DigestSummary
+from .event import ErrorEvent
 from .excerpt import printable
 from .markup import (
     LarkText,
@@ -133,20 +134,23 @@ class CardRenderer:
     def render(self, view: AlertView, card: CardSettings) -> RenderedCard:
         """The fullest card that fits the budget; the minimal card if none does or the template fails.
 
-        Never raises for the template's sake: its error is kept in `template_error`.
+        Never raises for the template's sake: its error is kept in `template_error`. Whatever the
+        template, a card whose view left parts out says which, in a note of its own.
         """
         expected_mentions = count_mentions(card.mentions) if view.event.is_error else 0
-        try:
-            for sizes in SHRINKING_SIZES:
-                variables, cut_characters = template_variables(view, card, sizes)
-                if cut_characters:
-                    variables["cut_note"] = f"{cut_characters:,} characters not shown"
-                rendered = self._render_once(variables, expected_mentions)
-                if rendered.size <= self._budget:
-                    return rendered
-        except Exception as error:  # a template may fail in any way for some data
-            return replace(minimal_card(view, card, "the card template failed"), template_error=error)
-        return minimal_card(view, card, "the details were too large for a Lark card")
+        not_shown = [failure.describe() for failure in view.failures]
+        for sizes in SHRINKING_SIZES:
+            variables, cut_characters = template_variables(view, card, sizes)
+            if cut_characters:
+                variables["cut_note"] = f"{cut_characters:,} characters not shown"
+            try:
+                rendered = self._render_once(variables, expected_mentions, not_shown=not_shown)
+            except Exception as error:  # a template may fail in any way for some data
+                failed = minimal_card(view.event, view.path, card, ["the card template failed", *not_shown])
+                return replace(failed, template_error=error)
+            if rendered.size <= self._budget:
+                return rendered
+        return minimal_card(view.event, view.path, card, ["the details were too large for a Lark card"])
 
     def render_digest(self, summary: DigestSummary, card: CardSettings) -> RenderedCard:
         """The digest card; bounded by construction (at most DIGEST_LINES lines, each cut short)."""
@@ -154,17 +158,39 @@ class CardRenderer:
         return self._render_once(digest_variables(summary, card), expected_mentions, self._digest_template)
 
     def _render_once(
-        self, variables: dict[str, Any], expected_mentions: int, template: jinja2.Template | None = None
+        self,
+        variables: dict[str, Any],
+        expected_mentions: int,
+        template: jinja2.Template | None = None,
+        *,
+        not_shown: list[str] | None = None,
     ) -> RenderedCard:
         text = (template or self._template).render(variables)
         card = json.loads(text)
-        if not isinstance(card, dict) or not ("elements" in card or "body" in card):
+        elements = _elements(card)
+        if elements is None:
             raise ValueError(
                 "the template must render a JSON object with 'elements' (or 'body' for schema 2.0)"
             )
         if count_mentions(markdown_text(card)) > expected_mentions:
             raise ValueError("the card mentions someone not named in LARK_ALERT_MENTION")
+        if not_shown:
+            note = {"tag": "markdown", "content": f"**Not shown**: {escape_markdown('; '.join(not_shown))}"}
+            last_is_note = (
+                bool(elements) and isinstance(elements[-1], dict) and elements[-1].get("tag") == "note"
+            )
+            elements.insert(len(elements) - 1 if last_is_note else len(elements), note)
         return rendered_card(card)
+
+
+def _elements(card: Any) -> list[Any] | None:
+    """The card's list of elements (card JSON 1.0), or its body's (2.0); None if it has neither."""
+    if not isinstance(card, dict):
+        return None
+    elements = card.get("elements")
+    if elements is None and isinstance(card.get("body"), dict):
+        elements = card["body"].get("elements")
+    return elements if isinstance(elements, list) else None
 
 
 def rendered_card(card: dict[str, Any]) -> RenderedCard:
@@ -178,34 +204,30 @@ def rendered_card(card: dict[str, Any]) -> RenderedCard:
     return RenderedCard(card, compact, len(encoded))
 
 
-def minimal_card(view: AlertView, card: CardSettings, reason: str) -> RenderedCard:
-    """Title, status, route and request id only: always valid, always small, never a mention."""
-    event = view.event
-    icon, colour = (SEVERITY_ICONS[True], "red") if event.is_error else (SEVERITY_ICONS[False], "orange")
-    route = printable(event.route or view.path)[:200]
-    title = f"{icon} {event.status_code} {event.method[:20]} {route} · {card.service} · {card.environment}"
-    if card.keyword:
-        title = f"{card.keyword} {title}"
+def minimal_card(event: ErrorEvent, path: str, card: CardSettings, not_shown: list[str]) -> RenderedCard:
+    """Title, status, route and request id, the configured mention, and what was not shown: always valid.
+
+    `path` is the redacted path (shown only when no route matched), never the raw one.
+    """
+    icon = SEVERITY_ICONS[event.is_error]
+    subject = f"{event.status_code} {printable(event.method)[:20]} {printable(event.route or path)[:200]}"
+    title = f"{icon} {subject} · {card.service} · {card.environment}"
     occurred = datetime.fromtimestamp(event.timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
         f"Request id: {printable(event.request_id)[:100]}",
         f"Time: {occurred}",
-        f"Not shown: {reason}; see the logs.",
+        f"Not shown: {'; '.join(not_shown)}; see the logs.",
     ]
-    content: dict[str, Any] = {
-        "config": {"wide_screen_mode": True},
-        "header": {"title": {"tag": "plain_text", "content": title[:300]}, "template": colour},
-        "elements": [{"tag": "div", "text": {"tag": "plain_text", "content": "\n".join(lines)}}],
-    }
-    return rendered_card(content)
+    return _plain_card(title, event.is_error, "\n".join(lines), card)
 
 
-def last_resort_card(subject: str, is_error: bool, card: CardSettings) -> RenderedCard:
-    """When even the minimal card could not be made: what it was about, in a few words, and the service."""
-    title = f"{SEVERITY_ICONS[is_error]} {subject} · {card.service} · {card.environment}"
+def _plain_card(title: str, is_error: bool, text: str, card: CardSettings) -> RenderedCard:
+    """A card of plain text, mentioning whom the configuration says for an error."""
     if card.keyword:
         title = f"{card.keyword} {title}"
-    text = "An error was reported, but its card could not be made; see the logs."
+    elements: list[dict[str, Any]] = [{"tag": "div", "text": {"tag": "plain_text", "content": text}}]
+    if is_error and card.mentions:
+        elements.insert(0, {"tag": "markdown", "content": str(card.mentions)})
     return rendered_card(
         {
             "config": {"wide_screen_mode": True},
@@ -213,6 +235,13 @@ def last_resort_card(subject: str, is_error: bool, card: CardSettings) -> Render
                 "title": {"tag": "plain_text", "content": title[:300]},
                 "template": "red" if is_error else "orange",
             },
-            "elements": [{"tag": "div", "text": {"tag": "plain_text", "content": text}}],
+            "elements": elements,
         }
     )
+
+
+def last_resort_card(subject: str, is_error: bool, card: CardSettings) -> RenderedCard:
+    """When even the minimal card could not be made: what it was about, in a few words, and the service."""
+    title = f"{SEVERITY_ICONS[is_error]} {subject} · {card.service} · {card.environment}"
+    text = "An error was reported, but its card could not be made; see the logs."
+    return _plain_card(title, is_error, text, card)

@@ -18,6 +18,15 @@ from typing_extensions import Unpack
 from .lark import LARK_HOSTS
 
 
+def is_encodable(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (it holds no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class ConfigurationError(ValueError):
     """The middleware's configuration is invalid; the message names the variable and the problem."""
 
@@ -192,6 +201,16 @@ class AlertSettings(BaseSettings):
         if value is None or not value.strip():
             return None
         return value.strip()
+
+    @field_validator("service", "keyword", "environment", "redact_fields", "seq_url", "trace_url")
+    @classmethod
+    def _is_text(cls, value: Any) -> Any:
+        # An environment variable holding bytes that are not UTF-8 reads as lone surrogates,
+        # which no card can carry (and Lark would refuse a keyword spoilt by a replacement).
+        for text in value if isinstance(value, tuple) else (value,):
+            if isinstance(text, str) and not is_encodable(text):
+                raise ValueError("holds bytes that are not UTF-8 text")
+        return value
 
 
 class AlertOptions(TypedDict, total=False):

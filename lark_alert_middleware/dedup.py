@@ -54,7 +54,9 @@ class DedupStore(Protocol):
 
 def dedup_key(service: str, environment: str, fingerprint: str) -> str:
     """A short, safe key; service and environment keep apps sharing a Redis apart."""
-    digest = hashlib.blake2b(f"{service}\0{environment}\0{fingerprint}".encode(), digest_size=16)
+    # surrogatepass: a fingerprint made from request data may hold lone surrogates.
+    text = f"{service}\0{environment}\0{fingerprint}"
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
     return digest.hexdigest()
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .card import RenderedCard
-from .cards import CardMaker
+from .cards import CardMaker, CardWorker
 from .clients import shared_clients
 from .digest import Digest, DigestSummary
 from .event import ErrorEvent
@@ -35,6 +35,8 @@ logger = logging.getLogger("lark_alert_middleware")
 
 # A digest waits for the queue to drain, but never longer than this.
 DIGEST_MAX_AGE = 60.0
+# Wall-clock seconds a card may take to make (its CPU budget is smaller); then its title goes alone.
+CARD_DEADLINE_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,7 @@ class Delivery:
     ) -> None:
         self._sink = sink
         self._cards = cards
+        self._card_worker = CardWorker()
         self._digest = digest
         self._errors: deque[Alert] = deque()
         self._warnings: deque[Alert] = deque()
@@ -195,15 +198,15 @@ class Delivery:
 
     def offer(self, alert: Alert) -> None:
         """Queue an alert, or fold it (or, for a server error, the newest client error) into the digest."""
+        # It may wait minutes for Lark's rate budget: not with the frames of its traceback.
+        waiting = replace(alert, event=alert.event.without_frames())
         is_error = alert.event.is_error
         if len(self._errors) + len(self._warnings) >= self._queue_size:
             if not is_error or not self._warnings:
-                self._fold(alert)
+                self._fold(waiting)
                 self.wake()
                 return
             self._fold(self._warnings.pop())
-        # It may wait minutes for Lark's rate budget: not with the frames of its traceback.
-        waiting = replace(alert, event=alert.event.without_frames())
         (self._errors if is_error else self._warnings).append(waiting)
         self.wake()
 
@@ -231,6 +234,7 @@ class Delivery:
 
     async def _send_all(self) -> None:
         while not self._closed:
+            self._fold_stale_warnings()
             if self._errors or self._warnings:
                 await self._slots.acquire()
                 self._start(self._post_alert((self._errors or self._warnings).popleft()))
@@ -245,6 +249,14 @@ class Delivery:
                 await self._sleep_until_woken(self._digest_wait())
             else:
                 return
+
+    def _fold_stale_warnings(self) -> None:
+        """Client errors kept waiting by a stream of server errors go to the digest after a while."""
+        if not self._errors:
+            return
+        stale_before = time.time() - DIGEST_MAX_AGE
+        while self._warnings and self._warnings[0].event.timestamp < stale_before:
+            self._fold(self._warnings.popleft())
 
     def _digest_due(self) -> bool:
         # Sent once the queue has drained and posts have settled, or when it is a minute old.
@@ -274,14 +286,26 @@ class Delivery:
 
     async def _post_alert(self, alert: Alert) -> None:
         try:
-            card, summary = self._cards.alert_card(alert)
+            making = asyncio.get_running_loop().run_in_executor(
+                self._card_worker, self._cards.alert_card, alert
+            )
+            try:
+                card, summary = await asyncio.wait_for(making, CARD_DEADLINE_SECONDS)
+            except Exception:  # overdue, or the worker is full of overdue cards
+                card, summary = self._cards.overdue_card(alert, CARD_DEADLINE_SECONDS)
             await self._send(card, summary)
         finally:
             self._finished(1)
 
     async def _post_digest(self, summary: DigestSummary) -> None:
         try:
-            card, described = self._cards.digest_card(summary)
+            making = asyncio.get_running_loop().run_in_executor(
+                self._card_worker, self._cards.digest_card, summary
+            )
+            try:
+                card, described = await asyncio.wait_for(making, CARD_DEADLINE_SECONDS)
+            except Exception:
+                card, described = self._cards.overdue_digest_card(summary, CARD_DEADLINE_SECONDS)
             await self._send(card, described)
         finally:
             self._finished(summary.units)

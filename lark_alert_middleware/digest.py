@@ -58,13 +58,11 @@ class Digest:
         self._has_errors = False
         self._started_at: float | None = None
 
-    def add(self, fingerprint: str, status_code: int, path: str, is_error: bool | None = None) -> bool:
+    def add(self, fingerprint: str, status_code: int, path: str, is_error: bool) -> bool:
         """Fold one error in (one unit of work, finished when the digest is sent); True if it was empty.
 
-        `is_error`: a server error or an exception; by default, a status of 500 or more.
+        `is_error`: a server error or an exception.
         """
-        if is_error is None:
-            is_error = status_code >= 500
         with self._lock:
             was_empty = self._started_at is None
             if was_empty:

@@ -102,6 +102,8 @@ class ErrorEvent:
     response_body: CapturedBody
     exception: BaseException | None
     trace_id: str | None = None
+    # The method as the client sent it (cut short), when `method` groups it as OTHER.
+    sent_method: str | None = None
     # Set instead of `exception` once the event waits to be posted (see `without_frames`).
     exception_text: ExceptionText | None = None
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import anyio.to_thread
 from starlette.requests import ClientDisconnect
-from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from typing_extensions import Unpack
 
@@ -34,6 +33,7 @@ from .fingerprint import (
     grouped_method,
 )
 from .redact import Redactor, ScrubHook
+from .routes import is_mounted_more_than_once, route_template
 from .sample import sample_view
 from .suppression import NO_WINDOW
 from .tracing import current_trace_id
@@ -42,28 +42,35 @@ from .view import CardSettings
 logger = logging.getLogger("lark_alert_middleware")
 
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-_PARAMETER = re.compile(r"\{([^{}]*)\}")
 # Requests that carry no body by convention: their `receive` is passed through unwrapped.
 BODYLESS_METHODS = frozenset({"GET", "HEAD"})
 # Distinct (route, method, status, mount) errors kept on the request path; real apps have far fewer.
 KNOWN_ERRORS_REMEMBERED = 1024
+# The mounts of one route object mounted in several places, kept on the request path.
+MOUNTS_REMEMBERED = 64
+# How much of an unusual method an event keeps: a client chooses it.
+SENT_METHOD_CHARACTERS = 40
+# A custom fingerprint is cut to this many characters: it may be built from request data.
+CUSTOM_FINGERPRINT_CHARACTERS = 1000
 # How long lifespan start-up waits for the alerter thread to import, load certificates, connect.
 WARM_UP_WAIT_SECONDS = 3.0
 
 
-# Route object (by id), method, status, root path and app root path (the mount).
-ErrorKey = tuple[int, str, int, str, str | None]
+# Route object (by id), method, status, and the app's root path.
+ErrorKey = tuple[int, str, int, str | None]
 
 
 class KnownError:
-    """A failing route, method, status and mount as the request path remembers it."""
+    """A failing route, method and status as the request path remembers it, with its dedup window."""
 
-    __slots__ = ("fingerprint", "route", "window")
+    __slots__ = ("by_mount", "fingerprint", "route", "window")
 
     def __init__(self, route: object, fingerprint: str) -> None:
         self.route = route
         self.fingerprint = fingerprint
         self.window = NO_WINDOW  # its dedup window, once one is found open
+        # For a route object mounted in several places: the error of each mount (root path).
+        self.by_mount: dict[str, KnownError] | None = None
 
 
 class RequestBodyTee:
@@ -188,8 +195,8 @@ class LarkAlertMiddleware:
     def _is_known_repeat(self, scope: Scope, status: int) -> bool:
         """An excluded path, or an error whose window this process knows is open (then counted).
 
-        The error is remembered per route object, method, status and mount, with its window:
-        a storm of one error costs one dictionary lookup and two increments here.
+        The error is remembered per route object, method and status, with its window: a storm
+        of one error costs one dictionary lookup and two increments here.
         """
         if self._excluded is not None and self._excluded.match(scope.get("path", "")):
             return True
@@ -199,10 +206,12 @@ class LarkAlertMiddleware:
         method = scope["method"]
         if method not in STANDARD_METHODS:
             method = grouped_method(method, route)  # so that odd methods cannot grow the table
-        key = (id(route), method, status, scope.get("root_path", ""), scope.get("app_root_path"))
+        key = (id(route), method, status, scope.get("app_root_path"))
         known = self._known_errors.get(key)
         if known is None or known.route is not route:  # new, or another route reusing a dead one's id
             known = self._remember(key, route, scope, status)
+        if known.by_mount is not None:
+            known = self._in_mount(known, scope, method, status)
         window = known.window
         now = monotonic()
         if window.ends <= now:
@@ -216,11 +225,25 @@ class LarkAlertMiddleware:
 
     def _remember(self, key: ErrorKey, route: object, scope: Scope, status: int) -> KnownError:
         if len(self._known_errors) >= KNOWN_ERRORS_REMEMBERED:
-            self._known_errors.clear()  # odd methods or mounts: start over rather than grow
+            self._known_errors.clear()  # routes created on the fly: start over rather than grow
         known = self._known_errors[key] = KnownError(
             route, fingerprint_of(key[1], route_template(scope), status, None)
         )
+        if is_mounted_more_than_once(scope):
+            known.by_mount = {}
         return known
+
+    def _in_mount(self, known: KnownError, scope: Scope, method: str, status: int) -> KnownError:
+        """The error of this mount of a route object mounted in several places."""
+        assert known.by_mount is not None
+        root_path = scope.get("root_path", "")
+        in_mount = known.by_mount.get(root_path)
+        if in_mount is None:
+            if len(known.by_mount) >= MOUNTS_REMEMBERED:
+                known.by_mount.clear()  # mount parameters' values: start over rather than grow
+            fingerprint = fingerprint_of(method, route_template(scope), status, None)
+            in_mount = known.by_mount[root_path] = KnownError(known.route, fingerprint)
+        return in_mount
 
     def _report(
         self,
@@ -257,10 +280,12 @@ class LarkAlertMiddleware:
     def _custom_fingerprint(self, event: ErrorEvent) -> str:
         assert self._fingerprint is not None
         try:
-            return str(self._fingerprint(event))
+            fingerprint = str(self._fingerprint(event))
         except Exception:
             logger.exception("lark_alert_middleware: the fingerprint function failed; using the default")
             return default_fingerprint(event)
+        # Made from request data, it may be long or hold lone surrogates: keys and cards need text.
+        return as_text(fingerprint[:CUSTOM_FINGERPRINT_CHARACTERS])
 
     def _capture(
         self,
@@ -279,10 +304,12 @@ class LarkAlertMiddleware:
             for name, value in scope.get("headers") or ()
         )
         client = scope.get("client")
+        method = grouped_method(scope["method"], scope.get("route"))
         return ErrorEvent(
             timestamp=time.time() - duration,
             duration_seconds=duration,
-            method=grouped_method(scope["method"], scope.get("route")),
+            method=method,
+            sent_method=None if method == scope["method"] else scope["method"][:SENT_METHOD_CHARACTERS],
             scheme=scope.get("scheme", "http"),
             path=scope.get("path", ""),
             route=route_template(scope),
@@ -301,7 +328,7 @@ class LarkAlertMiddleware:
         assert self.alerter is not None
         title = getattr(scope.get("app"), "title", None)
         if isinstance(title, str) and title.strip():
-            self.alerter.service = title.strip()
+            self.alerter.service = as_text(title.strip()[:200])
         self._service_known = True
 
     async def _not_observed(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -336,40 +363,9 @@ class LarkAlertMiddleware:
         raise self.configuration_error
 
 
-def route_template(scope: Scope) -> str | None:
-    """The matched route's path template with any mount prefix, e.g. `/v1/items/{item_id}`."""
-    route = scope.get("route")
-    template = getattr(route, "path", None)
-    if not isinstance(template, str):
-        return None
-    root_path: str = scope.get("root_path", "")
-    mount_prefix = root_path[len(scope.get("app_root_path", root_path)) :]
-    if isinstance(route, Mount):
-        # Only the mount matched: what follows its prefix is whatever the client asked for.
-        return f"{_templated(mount_prefix, '', scope)}/{{path}}"
-    return _templated(mount_prefix, template, scope) + template
-
-
-def _templated(mount_prefix: str, template: str, scope: Scope) -> str:
-    """The mount prefix with the values of its own parameters (`/{tenant}`) put back as names.
-
-    The prefix is the path the client sent, so a mount with parameters would otherwise make
-    every value a new error.
-    """
-    path_params = scope.get("path_params")
-    if not mount_prefix or not path_params:
-        return mount_prefix
-    own = {parameter.split(":")[0] for parameter in _PARAMETER.findall(template)}
-    names_by_value: dict[str, str] = {}
-    for name, value in path_params.items():
-        if name not in own:  # not the route's own parameter: the mount's
-            names_by_value.setdefault(str(value), name)
-    if not names_by_value:
-        return mount_prefix
-    return "/".join(
-        f"{{{names_by_value[segment]}}}" if segment in names_by_value else segment
-        for segment in mount_prefix.split("/")
-    )
+def as_text(text: str) -> str:
+    """`text`, with any lone surrogate (undecodable bytes) written as `\\udcxx`, so UTF-8 can carry it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _request_id(headers: tuple[tuple[str, str], ...]) -> str:

@@ -111,6 +111,13 @@ class SuppressionWindows:
             if window is not None:
                 window.ends = ends
 
+    def close(self, fingerprint: str) -> None:
+        """End a window opened for an error that could not be decided: its next occurrence is captured."""
+        with self._lock:
+            window = self._windows.get(fingerprint)
+            if window is not None:
+                window.ends = -math.inf
+
     def take_expired_repeats(self, now: float) -> dict[str, int]:
         """Repeats of windows that have ended (or were dropped), for the store to hand to the next alert."""
         with self._lock:

@@ -5,7 +5,7 @@ checks the token in the URL, the 20 KiB body limit, the signature and its one-ho
 timestamp window, the keyword, the 5/s and 100/min rate limits, and answers with Lark's
 codes (HTTP 200 and a non-zero `code` for refusals). It records every request and the
 cards it accepted. Faults can be scripted: HTTP 500, HTTP 429, frequency limited, a hang,
-or a dropped connection.
+or a dropped connection; `hold()` keeps requests unanswered until `release()`.
 
     with LarkReceiver(secret="s3cret") as lark:
         app.add_middleware(LarkAlertMiddleware, webhook_url=lark.url, webhook_secret="s3cret")
@@ -111,6 +111,8 @@ class LarkReceiver:
         self._requests: list[ReceivedRequest] = []
         self._in_flight = 0
         self._stopping = threading.Event()
+        self._answering = threading.Event()
+        self._answering.set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -127,6 +129,7 @@ class LarkReceiver:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._answering.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -156,6 +159,14 @@ class LarkReceiver:
         """Answer the next requests with these faults, in order, before answering normally again."""
         with self._lock:
             self._faults.extend(faults)
+
+    def hold(self) -> None:
+        """Keep every request from now on unanswered until `release()` (or `stop()`)."""
+        self._answering.clear()
+
+    def release(self) -> None:
+        """Answer the requests held since `hold()`, and those that come after, as usual."""
+        self._answering.set()
 
     def clear(self) -> None:
         with self._lock:
@@ -292,6 +303,7 @@ def _handler_for(receiver: LarkReceiver) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length)
             received_at = receiver._clock()
             receiver._started()
+            receiver._answering.wait()
             fault = receiver._next_fault()
             if fault is not None:
                 self._fault(fault, received_at, body)

@@ -140,12 +140,15 @@ def build_view(
 ) -> AlertView:
     """The redacted view of an event. Never raises: what cannot be shown is left out and listed."""
     parts = _Parts(budget_seconds)
+    # What identifies the error first: when the budget runs out, the bodies go before the exception.
+    path = parts.build("path", lambda: printable(redactor.path(event.path, event.route)), NOT_SHOWN)
+    exception = parts.build("exception", lambda: _exception_view(event, redactor), _exception_type(event))
     return AlertView(
         event=event,
         # A custom fingerprint may hold request data.
         fingerprint=parts.build("fingerprint", lambda: printable(redactor.text(fingerprint)), NOT_SHOWN),
         repeats=repeats,
-        path=parts.build("path", lambda: printable(redactor.path(event.path, event.route)), NOT_SHOWN),
+        path=path,
         query=parts.build(
             "query", lambda: _pairs(parse_qsl(event.query_string, keep_blank_values=True), redactor), []
         ),
@@ -160,7 +163,7 @@ def build_view(
             lambda: excerpt_body(event.response_body, redactor),
             _unreadable(event.response_body),
         ),
-        exception=parts.build("exception", lambda: _exception_view(event, redactor), _exception_type(event)),
+        exception=exception,
         failures=tuple(parts.failures),
     )
 
@@ -240,6 +243,7 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
         "service": card.service,
         "environment": card.environment,
         "method": event.method,
+        "sent_method": printable(event.sent_method) if event.sent_method else None,
         "path": shorten(view.path, sizes.value),
         "route": event.route,
         "status_code": event.status_code,
@@ -261,7 +265,6 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
         "mentions": card.mentions if is_error else NO_MENTIONS,
         "keyword": card.keyword,
         "cut_note": "",
-        "not_shown": [failure.describe() for failure in view.failures],
     }
     return variables, cut_total
 

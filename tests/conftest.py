@@ -7,11 +7,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -24,6 +27,29 @@ for _variable in [
     name for name in os.environ if name.startswith("LARK_") or name in ("REDIS_URL", "SEQ_URL")
 ]:
     del os.environ[_variable]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio unless a module says otherwise."""
+    return "asyncio"
+
+
+def client_for(app: Any) -> httpx.AsyncClient:
+    """An httpx client calling `app` in process; app exceptions become 500s, as under a server."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://test"
+    )
+
+
+def keep_the_alerter_busy() -> threading.Event:
+    """Occupy the alerter loop until the returned event is set: what is handed off waits, untaken."""
+    from lark_alert_middleware.background import background_loop
+
+    busy, release = threading.Event(), threading.Event()
+    background_loop.loop().call_soon_threadsafe(lambda: (busy.set(), release.wait(30)))
+    busy.wait(10)
+    return release
 
 
 def free_port() -> int:

@@ -4,35 +4,29 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from lark_alert_middleware import ErrorEvent, default_fingerprint
 from lark_alert_middleware.testing import LarkReceiver
 
 from .apps import failing_app
-from .conftest import card_text, card_title, find_middleware
+from .conftest import card_text, card_title, client_for, find_middleware
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://test"
-    )
-
-
-def shown(card: dict[str, Any]) -> str:
-    """The card's text as a reader sees it (Lark shows `&#40;` as `(`)."""
-    return html.unescape(card_text(card))
+def shown(card: object) -> str:
+    """The card's texts as a reader sees them (Lark shows `&#40;` as `(`), one per line."""
+    if isinstance(card, dict):
+        return "\n".join(shown(value) for value in card.values())
+    if isinstance(card, list):
+        return "\n".join(shown(item) for item in card)
+    return html.unescape(card) if isinstance(card, str) else ""
 
 
 def forget_counters(app: Any) -> None:
@@ -51,19 +45,19 @@ def failure_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("content_type", "body"),
+    ("content_type", "body", "shown_of_it"),
     [
-        ("application/json; charset=undefined", b'{"order": 1}'),
-        ("text/plain; charset=idna", b"\xff\xfe" + b"x" * 100),
-        ("text/plain; charset=punycode", b"order-\x80" * 20),
-        ("application/json", b"[" * 1200 + b"]" * 1200),
-        ("application/json", b'{"a":' * 600 + b"1" + b"}" * 600),
-        ("application/json", b'{"name": "\\ud800"}'),
+        ("application/json; charset=undefined", b'{"order": 1}', '"order": 1'),
+        ("text/plain; charset=idna", b"\xff\xfe" + b"x" * 100, "x" * 50),
+        ("text/plain; charset=punycode", b"order-\x80" * 20, "order-\ufffdorder-"),
+        ("application/json", b"[" * 1200 + b"]" * 1200, "[" * 100),
+        ("application/json", b'{"a":' * 600 + b"1" + b"}" * 600, '"a": {'),
+        ("application/json", b'{"name": "\\ud800"}', '"name": "\\ud800"'),
     ],
     ids=["undefined-charset", "idna", "punycode", "deep-list", "deep-object", "lone-surrogate"],
 )
-async def test_any_body_a_client_sends_still_produces_its_card(
-    lark_receiver: LarkReceiver, content_type: str, body: bytes
+async def test_any_body_a_client_sends_still_produces_its_card_and_is_shown(
+    lark_receiver: LarkReceiver, content_type: str, body: bytes, shown_of_it: str
 ) -> None:
     app = failing_app(webhook_url=lark_receiver.url)
     async with client_for(app) as client:
@@ -71,8 +65,12 @@ async def test_any_body_a_client_sends_still_produces_its_card(
     assert response.status_code == 500
     [card] = lark_receiver.wait_for_cards(1)
     assert card_title(card) == "500 POST /echo-fail"
-    forget_counters(app)
-    assert "Request body" in card_text(card)  # the full card, not the minimal one
+    text = shown(card)
+    assert "Request body" in text and shown_of_it in text
+    assert "Not shown" not in text
+    alerter = find_middleware(app).alerter
+    assert alerter is not None and alerter.flush(5)
+    assert alerter.stats().failed == 0
 
 
 async def test_a_part_that_fails_to_render_is_left_out_named_counted_and_logged_once(
@@ -97,7 +95,7 @@ async def test_a_part_that_fails_to_render_is_left_out_named_counted_and_logged_
     ]
     for card in cards:
         text = shown(card)
-        assert "**Not shown**: query (RuntimeError); see the logs" in text
+        assert "**Not shown**: query (RuntimeError)" in text
         assert "sensitive" not in text
         assert "Request headers" in text  # the rest of the card is there
     assert alerter.stats().failed == 3 and alerter.stats().sent == 3
@@ -137,7 +135,7 @@ async def test_a_template_that_fails_for_some_data_gives_way_to_the_minimal_card
 async def test_a_card_stops_redacting_when_its_time_budget_is_spent(lark_receiver: LarkReceiver) -> None:
     def slow_scrub(text: str) -> str:  # stands for any pass that takes too long: burns CPU time
         started = time.thread_time()
-        while time.thread_time() - started < 0.2:
+        while time.thread_time() - started < 0.1:
             pass
         return text
 
@@ -150,3 +148,70 @@ async def test_a_card_stops_redacting_when_its_time_budget_is_spent(lark_receive
     assert "response body (the card's time budget ran out)" in text
     assert card_title(card) == "500 POST /echo-fail"
     forget_counters(app)
+
+
+async def test_a_custom_template_s_card_also_says_what_was_not_shown(
+    lark_receiver: LarkReceiver, tmp_path: Path
+) -> None:
+    template = tmp_path / "bare.json.j2"
+    template.write_text(
+        '{"elements": [{"tag": "markdown", "content": "{{ title }} {{ request_body.text }}"}]}'
+    )
+
+    def scrub(text: str) -> str:
+        if "sensitive" in text:
+            raise RuntimeError("a bug in the user's scrub hook")
+        return text
+
+    app = failing_app(webhook_url=lark_receiver.url, template=str(template), scrub=scrub)
+    async with client_for(app) as client:
+        await client.post("/echo-fail", content=b"sensitive", headers={"content-type": "text/plain"})
+    [card] = lark_receiver.wait_for_cards(1)
+    assert card["elements"][-1]["content"] == "**Not shown**: request body &#40;RuntimeError&#41;"
+    forget_counters(app)
+
+
+async def test_a_pass_that_hangs_holds_neither_the_alerter_nor_the_card_which_keeps_its_mention(
+    lark_receiver: LarkReceiver,
+) -> None:
+    release = threading.Event()
+
+    def hanging_scrub(text: str) -> str:  # stands for a hook that calls out and never hears back
+        if "hang" in text:
+            release.wait(30)
+        return text
+
+    app = failing_app(webhook_url=lark_receiver.url, scrub=hanging_scrub, mention="ou_oncall")
+    try:
+        async with client_for(app) as client:
+            assert (await client.get("/status/500?note=hang")).status_code == 500
+            lark_receiver.wait_for_cards(1)
+            assert (await client.get("/status/503")).status_code == 503  # the worker is still held
+            cards = lark_receiver.wait_for_cards(2)
+    finally:
+        release.set()
+    assert sorted(card_title(card) for card in cards) == [
+        "500 GET /status/{status}",
+        "503 GET /status/{status}",
+    ]
+    for card in cards:
+        text = shown(card)
+        assert "making the card took longer than 2s" in text
+        assert "<at id=ou_oncall></at>" in card_text(card)
+        assert "hang" not in text  # nothing unredacted: the query was not shown at all
+    forget_counters(app)
+
+
+async def test_a_custom_fingerprint_with_undecodable_bytes_alerts_and_silences_nothing_beside_it(
+    lark_receiver: LarkReceiver,
+) -> None:
+    def by_body(event: ErrorEvent) -> str:
+        return event.request_body.data.decode("utf-8", "surrogateescape") or default_fingerprint(event)
+
+    app = failing_app(webhook_url=lark_receiver.url, fingerprint=by_body)
+    async with client_for(app) as client:
+        await client.post("/echo-fail", content=b"order \xff")
+        await client.get("/boom/value")
+    cards = lark_receiver.wait_for_cards(2)
+    assert sorted(card_title(card) for card in cards) == ["500 GET /boom/{kind}", "500 POST /echo-fail"]
+    assert any("order \\\\udcff" in card_text(card) for card in cards)

@@ -264,3 +264,16 @@ def test_every_setting_is_a_typed_keyword_argument() -> None:
     from lark_alert_middleware.config import AlertOptions, AlertSettings
 
     assert set(AlertOptions.__annotations__) == set(AlertSettings.model_fields)
+
+
+@pytest.mark.parametrize("variable", ["LARK_ALERT_SERVICE", "LARK_ALERT_KEYWORD", "LARK_ALERT_ENV"])
+def test_settings_that_are_not_utf_8_text_are_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "orders\udcff")  # the bytes b"orders\xff", as the environment gives them
+    middleware = LarkAlertMiddleware(Starlette())
+    assert middleware.configuration_error is not None
+    assert f"{variable} " in str(middleware.configuration_error)
+    assert "not UTF-8 text" in str(middleware.configuration_error) or "unicode string" in str(
+        middleware.configuration_error
+    )

@@ -31,11 +31,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def redis_client() -> AsyncIterator[redis_asyncio.Redis]:
     client = redis_asyncio.Redis.from_url(SHARED_REDIS_URL)
     yield client

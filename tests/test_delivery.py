@@ -31,7 +31,7 @@ from lark_alert_middleware.testing import LarkReceiver
 from lark_alert_middleware.throttle import InProcessRateBudget
 
 from .apps import failing_app
-from .conftest import RedisServer, card_text, card_title, find_middleware, wait_until
+from .conftest import RedisServer, card_text, card_title, find_middleware, keep_the_alerter_busy, wait_until
 
 T = TypeVar("T")
 FAST = RetryPolicy(
@@ -51,14 +51,6 @@ def quiet_alerter(caplog: pytest.LogCaptureFixture, **options: Any) -> Alerter:
     alerter = LarkAlertMiddleware(failing_app(), **options).alerter
     assert alerter is not None
     return alerter
-
-
-def keep_the_alerter_busy() -> threading.Event:
-    """Occupy the alerter loop until the returned event is set: what is handed off waits, untaken."""
-    busy, release = threading.Event(), threading.Event()
-    background_loop.loop().call_soon_threadsafe(lambda: (busy.set(), release.wait(30)))
-    busy.wait(10)
-    return release
 
 
 def sink_for(
@@ -200,8 +192,8 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_X
 def test_a_digest_shows_paths_and_fingerprints_redacted_as_cards_do(caplog: pytest.LogCaptureFixture) -> None:
     alerter = quiet_alerter(caplog, scrub=lambda text: text.replace("alice@example.com", "[a user]"))
     digest = Digest()
-    digest.add(f"GET /verify/{JWT} 401", 401, f"/verify/{JWT}")
-    digest.add("GET /users/{email} 404", 404, "/users/alice@example.com")
+    digest.add(f"GET /verify/{JWT} 401", 401, f"/verify/{JWT}", is_error=False)
+    digest.add("GET /users/{email} 404", 404, "/users/alice@example.com", is_error=False)
     summary = digest.take()
     assert summary is not None
     text = alerter.cards.digest_card(summary)[0].json_text
@@ -213,7 +205,7 @@ def test_a_digest_past_its_bound_on_kinds_counts_every_error(caplog: pytest.LogC
     alerter = quiet_alerter(caplog)
     digest = Digest(max_kinds=16)
     for index in range(20):
-        digest.add(f"GET /kind/{index} 500", 500, f"/kind/{index}")
+        digest.add(f"GET /kind/{index} 500", 500, f"/kind/{index}", is_error=True)
     summary = digest.take()
     assert summary is not None
     text = alerter.cards.digest_card(summary)[0].json_text

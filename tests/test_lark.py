@@ -30,11 +30,6 @@ from lark_alert_middleware.testing import LarkReceiver
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_signature_is_hmac_sha256_keyed_by_timestamp_and_secret_over_nothing() -> None:
     expected = base64.b64encode(hmac.new(b"1700000000\nabc", b"", hashlib.sha256).digest()).decode()
     assert sign("abc", 1700000000) == expected

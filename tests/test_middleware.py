@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 import redis
 from fastapi import FastAPI, WebSocket
@@ -20,20 +19,9 @@ from lark_alert_middleware.middleware import route_template
 from lark_alert_middleware.testing import LarkReceiver
 
 from .apps import OrderError, failing_app
-from .conftest import SHARED_REDIS_URL, RedisServer, card_text, card_title, find_middleware
+from .conftest import SHARED_REDIS_URL, RedisServer, card_text, card_title, client_for, find_middleware
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app, raise_app_exceptions=False), base_url="http://test"
-    )
 
 
 async def test_a_successful_request_raises_no_alert(lark_receiver: LarkReceiver) -> None:

@@ -170,8 +170,11 @@ hostile_body = st.one_of(
 def test_a_claimed_error_always_makes_a_postable_card(
     body: bytes, charset: str, kind: str | None, encoding: str | None, failing_word: str | None
 ) -> None:
+    scrub_failed = []
+
     def scrub(text: str) -> str:  # a user's hook with a bug that some text triggers
         if failing_word is not None and failing_word in text:
+            scrub_failed.append(text)
             raise RuntimeError("scrub failed")
         return text
 
@@ -182,9 +185,19 @@ def test_a_claimed_error_always_makes_a_postable_card(
         response_body=CapturedBody(body, len(body) + 1, content_type),
         query_string="q=" + body[:200].decode("latin-1"),
     )
-    maker = CardMaker(RENDERER, Redactor(scrub=scrub), lambda: SETTINGS, Counters())
+    counters = Counters()
+    maker = CardMaker(RENDERER, Redactor(scrub=scrub), lambda: SETTINGS, counters)
     card, summary = maker.alert_card(Alert("POST /orders 500", event, Repeats(0, None)))
     posted = message_body(card.json_text, "secret", 1_700_000_000)
     assert len(posted) <= 20 * 1024
-    assert json.loads(posted.decode("utf-8"))["card"]["header"]["title"]["content"].startswith("ALERT ")
-    assert summary
+    shown = json.loads(posted.decode("utf-8"))["card"]
+    assert shown["header"]["title"]["content"].startswith("ALERT 🔴 500 POST /orders/{order_id}/split · ")
+    notes = [element["content"] for element in shown["elements"] if "Not shown" in element.get("content", "")]
+    if scrub_failed:  # the parts the hook failed on are named, and the rest of the card is there
+        assert counters.snapshot().failed == 1 and len(notes) == 1
+        assert "RuntimeError" in notes[0] and len(shown["elements"]) > 2
+    else:  # whatever the bytes, the full card, with both bodies
+        assert counters.snapshot().failed == 0 and notes == []
+        bodies = sum(" body**" in element.get("content", "") for element in shown["elements"])
+        assert bodies == (2 if body else 1)  # an empty request body is not listed
+    assert summary.startswith("500 POST /orders/{order_id}/split · svc (production)")

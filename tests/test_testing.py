@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import httpx
@@ -123,3 +124,19 @@ def test_a_fixed_port_and_token_make_a_predictable_url() -> None:
     with LarkReceiver(port=port, token="demo") as receiver:
         assert receiver.url == f"http://127.0.0.1:{port}/open-apis/bot/v2/hook/demo"
         assert post(receiver.url, message_body(CARD, None, 0)).json()["code"] == 0
+
+
+def test_held_requests_are_answered_once_released(lark_receiver: LarkReceiver) -> None:
+    lark_receiver.hold()
+    answers: list[int] = []
+    poster = threading.Thread(
+        target=lambda: answers.append(
+            post(lark_receiver.url, message_body(CARD, None, int(time.time()))).status_code
+        )
+    )
+    poster.start()
+    lark_receiver.wait_for_in_flight(1)
+    assert answers == [] and lark_receiver.requests == []
+    lark_receiver.release()
+    poster.join(10)
+    assert answers == [200] and len(lark_receiver.cards) == 1

@@ -25,11 +25,6 @@ pytestmark = pytest.mark.anyio
 QUICK = RateLimits(per_second=3, second_window=0.5, per_minute=5, minute_window=2.0)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_in_process_budget_allows_five_then_says_how_long_to_wait() -> None:
     budget = InProcessRateBudget()
     waits = [await budget.reserve() for _ in range(7)]
