@@ -149,7 +149,7 @@ class Alerter:
         if overflowing:
             # The alerter is far behind: count the error into the digest right here.
             self.counters.add("coalesced")
-            if self.digest.add(fingerprint, event.status_code, event.path, event.is_error):
+            if self.digest.add(fingerprint, event):
                 background_loop.call_soon(self._wake_delivery)
             return
         self._handoffs.append(_Work(fingerprint, event, repeats_here))

@@ -36,7 +36,7 @@ logger = logging.getLogger("lark_alert_middleware")
 # A digest waits for the queue to drain, but never longer than this.
 DIGEST_MAX_AGE = 60.0
 # Wall-clock seconds a card may take to make (its CPU budget is smaller); then its title goes alone.
-CARD_DEADLINE_SECONDS = 2.0
+CARD_DEADLINE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +211,7 @@ class Delivery:
         self.wake()
 
     def _fold(self, alert: Alert) -> None:
-        event = alert.event
-        self._digest.add(alert.fingerprint, event.status_code, event.path, event.is_error)
+        self._digest.add(alert.fingerprint, alert.event)
         self._counters.add("coalesced")
         logger.debug("lark_alert_middleware: queue full; %s folded into the digest", alert.fingerprint)
 

@@ -12,6 +12,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .event import ErrorEvent
+
 # How much of a path a digest keeps as its example; a client chooses the path.
 EXAMPLE_PATH_CHARACTERS = 200
 
@@ -22,6 +24,7 @@ class DigestLine:
     status_code: int
     count: int
     example_path: str
+    route: str | None = None  # the example path's route template, which says what in it is a parameter
     is_error: bool = False  # a server error or an exception
 
 
@@ -43,6 +46,7 @@ class _Kind:
     status_code: int
     count: int
     example_path: str
+    route: str | None
     is_error: bool
 
 
@@ -58,11 +62,9 @@ class Digest:
         self._has_errors = False
         self._started_at: float | None = None
 
-    def add(self, fingerprint: str, status_code: int, path: str, is_error: bool) -> bool:
-        """Fold one error in (one unit of work, finished when the digest is sent); True if it was empty.
-
-        `is_error`: a server error or an exception.
-        """
+    def add(self, fingerprint: str, event: ErrorEvent) -> bool:
+        """Fold one error in (one unit of work, finished when the digest is sent); True if it was empty."""
+        is_error = event.is_error
         with self._lock:
             was_empty = self._started_at is None
             if was_empty:
@@ -74,7 +76,8 @@ class Digest:
             if kind is not None:
                 kind.count += 1
             elif len(self._kinds) < self._max_kinds or (is_error and self._drop_a_warning()):
-                self._kinds[fingerprint] = _Kind(status_code, 1, path[:EXAMPLE_PATH_CHARACTERS], is_error)
+                example_path = event.path[:EXAMPLE_PATH_CHARACTERS]
+                self._kinds[fingerprint] = _Kind(event.status_code, 1, example_path, event.route, is_error)
                 self._warning_kinds += not is_error
             else:
                 self._other += 1
@@ -108,7 +111,9 @@ class Digest:
             lines = tuple(
                 sorted(
                     (
-                        DigestLine(fp, kind.status_code, kind.count, kind.example_path, kind.is_error)
+                        DigestLine(
+                            fp, kind.status_code, kind.count, kind.example_path, kind.route, kind.is_error
+                        )
                         for fp, kind in self._kinds.items()
                     ),
                     key=lambda line: (not line.is_error, -line.count, line.fingerprint),

@@ -280,7 +280,7 @@ def redacted_digest(summary: DigestSummary, redactor: Redactor) -> DigestSummary
         replace(
             line,
             fingerprint=redactor.text(line.fingerprint),
-            example_path=redactor.text(line.example_path),
+            example_path=redactor.path(line.example_path, line.route),
         )
         for line in summary.lines[:DIGEST_LINES]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 import signal
@@ -162,6 +163,15 @@ def card_text(card: dict[str, object]) -> str:
     import json
 
     return json.dumps(card, ensure_ascii=False)
+
+
+def shown_text(card: object) -> str:
+    """Every text of a card as a reader sees it (Lark shows `&#40;` as `(`), one per line."""
+    if isinstance(card, dict):
+        return "\n".join(shown_text(value) for value in card.values())
+    if isinstance(card, list):
+        return "\n".join(shown_text(item) for item in card)
+    return html.unescape(card) if isinstance(card, str) else ""
 
 
 def card_full_title(card: dict[str, object]) -> str:

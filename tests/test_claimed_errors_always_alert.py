@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import logging
 import threading
 import time
@@ -15,18 +14,9 @@ from lark_alert_middleware import ErrorEvent, default_fingerprint
 from lark_alert_middleware.testing import LarkReceiver
 
 from .apps import failing_app
-from .conftest import card_text, card_title, client_for, find_middleware
+from .conftest import card_text, card_title, client_for, find_middleware, shown_text
 
 pytestmark = pytest.mark.anyio
-
-
-def shown(card: object) -> str:
-    """The card's texts as a reader sees them (Lark shows `&#40;` as `(`), one per line."""
-    if isinstance(card, dict):
-        return "\n".join(shown(value) for value in card.values())
-    if isinstance(card, list):
-        return "\n".join(shown(item) for item in card)
-    return html.unescape(card) if isinstance(card, str) else ""
 
 
 def forget_counters(app: Any) -> None:
@@ -65,7 +55,7 @@ async def test_any_body_a_client_sends_still_produces_its_card_and_is_shown(
     assert response.status_code == 500
     [card] = lark_receiver.wait_for_cards(1)
     assert card_title(card) == "500 POST /echo-fail"
-    text = shown(card)
+    text = shown_text(card)
     assert "Request body" in text and shown_of_it in text
     assert "Not shown" not in text
     alerter = find_middleware(app).alerter
@@ -94,7 +84,7 @@ async def test_a_part_that_fails_to_render_is_left_out_named_counted_and_logged_
         f"{s} GET /status/{{status}}" for s in (500, 502, 503)
     ]
     for card in cards:
-        text = shown(card)
+        text = shown_text(card)
         assert "**Not shown**: query (RuntimeError)" in text
         assert "sensitive" not in text
         assert "Request headers" in text  # the rest of the card is there
@@ -123,7 +113,7 @@ async def test_a_template_that_fails_for_some_data_gives_way_to_the_minimal_card
         "🔴 500 GET /boom/{kind} · orders · production",
         "🟠 409 GET /conflict · orders · production",
     ]
-    assert all("Not shown: the card template failed" in shown(card) for card in cards)
+    assert all("Not shown: the card template failed" in shown_text(card) for card in cards)
     alerter = find_middleware(app).alerter
     assert alerter is not None and alerter.flush(5)
     assert alerter.stats().failed == 2
@@ -135,7 +125,7 @@ async def test_a_template_that_fails_for_some_data_gives_way_to_the_minimal_card
 async def test_a_card_stops_redacting_when_its_time_budget_is_spent(lark_receiver: LarkReceiver) -> None:
     def slow_scrub(text: str) -> str:  # stands for any pass that takes too long: burns CPU time
         started = time.thread_time()
-        while time.thread_time() - started < 0.1:
+        while time.thread_time() - started < 0.05:
             pass
         return text
 
@@ -144,7 +134,7 @@ async def test_a_card_stops_redacting_when_its_time_budget_is_spent(lark_receive
         response = await client.post("/echo-fail", json={"order": 1}, headers={"x-trace": "t"})
     assert response.status_code == 500
     [card] = lark_receiver.wait_for_cards(1, timeout=30)
-    text = shown(card)
+    text = shown_text(card)
     assert "response body (the card's time budget ran out)" in text
     assert card_title(card) == "500 POST /echo-fail"
     forget_counters(app)
@@ -185,9 +175,8 @@ async def test_a_pass_that_hangs_holds_neither_the_alerter_nor_the_card_which_ke
     try:
         async with client_for(app) as client:
             assert (await client.get("/status/500?note=hang")).status_code == 500
-            lark_receiver.wait_for_cards(1)
-            assert (await client.get("/status/503")).status_code == 503  # the worker is still held
-            cards = lark_receiver.wait_for_cards(2)
+            assert (await client.get("/status/503")).status_code == 503  # waits behind the held one
+            cards = lark_receiver.wait_for_cards(2, timeout=30)
     finally:
         release.set()
     assert sorted(card_title(card) for card in cards) == [
@@ -195,8 +184,8 @@ async def test_a_pass_that_hangs_holds_neither_the_alerter_nor_the_card_which_ke
         "503 GET /status/{status}",
     ]
     for card in cards:
-        text = shown(card)
-        assert "making the card took longer than 2s" in text
+        text = shown_text(card)
+        assert "making the card took longer than 5s" in text
         assert "<at id=ou_oncall></at>" in card_text(card)
         assert "hang" not in text  # nothing unredacted: the query was not shown at all
     forget_counters(app)

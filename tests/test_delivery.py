@@ -186,26 +186,32 @@ def test_what_overflows_the_queue_is_folded_into_one_digest(make_lark_receiver: 
     assert "GET /status/{status}" in card_text(digests[0])
 
 
+def client_error(status: int, path: str, route: str | None = None) -> ErrorEvent:
+    return replace(sample_event(), status_code=status, path=path, route=route, exception=None)
+
+
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
 
 
 def test_a_digest_shows_paths_and_fingerprints_redacted_as_cards_do(caplog: pytest.LogCaptureFixture) -> None:
     alerter = quiet_alerter(caplog, scrub=lambda text: text.replace("alice@example.com", "[a user]"))
     digest = Digest()
-    digest.add(f"GET /verify/{JWT} 401", 401, f"/verify/{JWT}", is_error=False)
-    digest.add("GET /users/{email} 404", 404, "/users/alice@example.com", is_error=False)
+    digest.add(f"GET /verify/{JWT} 401", client_error(401, f"/verify/{JWT}"))
+    digest.add("GET /users/{email} 404", client_error(404, "/users/alice@example.com"))
+    digest.add("GET /reset/{token} 404", client_error(404, "/reset/s3cr3t-reset-value", "/reset/{token}"))
     summary = digest.take()
     assert summary is not None
     text = alerter.cards.digest_card(summary)[0].json_text
     assert JWT not in text and text.count("[redacted jwt]") == 2
     assert "alice@example.com" not in text and "[a user]" in text
+    assert "s3cr3t-reset-value" not in text and "/reset/[redacted token]" in text
 
 
 def test_a_digest_past_its_bound_on_kinds_counts_every_error(caplog: pytest.LogCaptureFixture) -> None:
     alerter = quiet_alerter(caplog)
     digest = Digest(max_kinds=16)
     for index in range(20):
-        digest.add(f"GET /kind/{index} 500", 500, f"/kind/{index}", is_error=True)
+        digest.add(f"GET /kind/{index} 500", replace(sample_event(), path=f"/kind/{index}"))
     summary = digest.take()
     assert summary is not None
     text = alerter.cards.digest_card(summary)[0].json_text

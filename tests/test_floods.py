@@ -219,8 +219,9 @@ def test_a_digest_holding_server_errors_is_red_names_them_first_and_mentions(
 def test_a_server_error_past_the_digest_s_bound_on_kinds_is_still_listed_first() -> None:
     digest = Digest(max_kinds=16)
     for status in range(400, 420):
-        digest.add(f"GET /status/{status} {status}", status, f"/status/{status}", is_error=False)
-    digest.add("GET /pay 500 ValueError", 500, "/pay", is_error=True)
+        client_error = replace(sample_event(), status_code=status, path=f"/status/{status}", exception=None)
+        digest.add(f"GET /status/{status} {status}", client_error)
+    digest.add("GET /pay 500 ValueError", replace(sample_event(), path="/pay"))
     summary = digest.take()
     assert summary is not None and summary.has_errors
     assert summary.lines[0].fingerprint == "GET /pay 500 ValueError"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import html
 import json
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +23,7 @@ from lark_alert_middleware.testing import LarkReceiver
 from lark_alert_middleware.view import CardSettings, build_view
 
 from .apps import failing_app
+from .conftest import shown_text
 from .redaction_corpus import LEAKS, VISIBLE, Case
 
 BODY_TYPES = {
@@ -84,15 +84,6 @@ def event_for(case: Case) -> ErrorEvent:
 def rendered_card(event: ErrorEvent) -> dict[str, Any]:
     view = build_view(event, f"{event.method} {event.route} {event.status_code}", None, Redactor())
     return CardRenderer().render(view, CardSettings("shop", "production")).card
-
-
-def shown_text(card: Any) -> str:
-    """Every text of the card as a reader sees it: markdown entities decoded."""
-    if isinstance(card, dict):
-        return "\n".join(shown_text(value) for value in card.values())
-    if isinstance(card, list):
-        return "\n".join(shown_text(item) for item in card)
-    return html.unescape(card) if isinstance(card, str) else ""
 
 
 def assert_no_leak(card: dict[str, Any], case: Case) -> None:
