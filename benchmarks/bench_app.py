@@ -29,13 +29,12 @@ from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lark_alert_middleware import ErrorEvent, LarkAlertMiddleware
-from lark_alert_middleware.alerter import Alerter
-from lark_alert_middleware.card import CardRenderer
-from lark_alert_middleware.config import load_settings
-from lark_alert_middleware.event import NO_BODY, BodyBuffer
-from lark_alert_middleware.fingerprint import fingerprint_of
-from lark_alert_middleware.middleware import route_template
-from lark_alert_middleware.redact import Redactor
+from lark_alert_middleware._config import load_settings
+from lark_alert_middleware._pipeline.build import build_pipeline
+from lark_alert_middleware._pipeline.fingerprint import fingerprint_of
+from lark_alert_middleware._records import NO_BODY
+from lark_alert_middleware._sources.http import BodyBuffer
+from lark_alert_middleware._sources.routes import route_template
 
 VARIANTS = ("bare", "lark", "sentry", "base")
 LABELS = {
@@ -114,8 +113,7 @@ class CapturingMiddleware(BaseHTTPMiddleware):
     def __init__(self, app: ASGIApp) -> None:
         super().__init__(app)
         settings = load_settings(rate_limit=WINDOW_SECONDS)
-        redactor = Redactor(settings.redact_fields, None)
-        self.alerter = Alerter(settings, renderer=CardRenderer(settings.template), redactor=redactor)
+        self.pipeline = build_pipeline(settings)
         self.alerting = settings.status_codes
         self.limit = settings.max_body_bytes
 
@@ -135,7 +133,7 @@ class CapturingMiddleware(BaseHTTPMiddleware):
         if status not in self.alerting:
             return response
         fingerprint = fingerprint_of(request.method, route_template(request.scope), status, None)
-        if self.alerter.windows.count_repeat(fingerprint, time.monotonic()):
+        if self.pipeline.is_reported(fingerprint):
             return response
         response_body = BodyBuffer(self.limit)
         body = response.body_iterator  # type: ignore[attr-defined]
@@ -159,7 +157,7 @@ class CapturingMiddleware(BaseHTTPMiddleware):
         response_body: BodyBuffer | None,
     ) -> None:
         fingerprint = fingerprint_of(request.method, route_template(request.scope), status, exception)
-        if self.alerter.windows.count_repeat(fingerprint, time.monotonic()):
+        if self.pipeline.is_reported(fingerprint):
             return
         duration = time.perf_counter() - started
         headers = tuple((name, value) for name, value in request.headers.items())
@@ -180,7 +178,7 @@ class CapturingMiddleware(BaseHTTPMiddleware):
             response_body=response_body.freeze(None, None) if response_body else NO_BODY,
             exception=exception,
         )
-        self.alerter.submit(fingerprint, event)
+        self.pipeline.submit(fingerprint, event)
 
 
 def build_app(variant: str) -> FastAPI:

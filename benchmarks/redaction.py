@@ -19,9 +19,9 @@ import json
 import time
 from collections.abc import Callable
 
-from lark_alert_middleware.event import CapturedBody
-from lark_alert_middleware.excerpt import excerpt_body
-from lark_alert_middleware.redact import Redactor
+from lark_alert_middleware._card.excerpt import excerpt_body
+from lark_alert_middleware._card.redact import Redactor
+from lark_alert_middleware._records import CapturedBody
 
 # Repeated to the body's size: what a backtracking pattern spends longest on.
 ADVERSARIAL = {

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from lark_alert_middleware import LarkAlertMiddleware
-from lark_alert_middleware.lark import redact_url
+from lark_alert_middleware._lark.webhook import redact_url
 from lark_alert_middleware.testing import LarkReceiver
 
 from .app import FAILURES, app

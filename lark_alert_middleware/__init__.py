@@ -1,12 +1,14 @@
-"""Report failing FastAPI/Starlette requests to a Lark (Feishu) group, once per error per window."""
+"""Report failing FastAPI/Starlette requests to a Lark (Feishu) group, once per error per window.
 
-__version__ = "0.1.0"  # first: modules imported below read it
+The public API is `__all__`, plus the documented modules `testing` (a Lark-compatible receiver
+for tests), `preview` (cards as HTML) and `cli` (`lark-alert`). Everything else is private.
+"""
 
-from .config import AlertSettings, ConfigurationError
-from .event import CapturedBody, ErrorEvent
-from .fingerprint import default_fingerprint
-from .middleware import LarkAlertMiddleware
-from .stats import AlerterStats
+from ._config import AlertSettings, ConfigurationError
+from ._pipeline.fingerprint import default_fingerprint
+from ._records import AlerterStats, CapturedBody, ErrorEvent
+from ._sources.asgi import LarkAlertMiddleware
+from ._version import __version__
 
 __all__ = [
     "AlertSettings",
@@ -15,5 +17,6 @@ __all__ = [
     "ConfigurationError",
     "ErrorEvent",
     "LarkAlertMiddleware",
+    "__version__",
     "default_fingerprint",
 ]

@@ -20,16 +20,16 @@ from urllib.parse import urlsplit
 import httpx
 import redis
 
-from .card import CARD_BUDGET, CardRenderer, RenderedCard
-from .config import AlertSettings, ConfigurationError, load_settings, webhook_host_kind
-from .event_json import event_from_json
-from .fingerprint import default_fingerprint
-from .lark import LarkAnswer, LarkWebhook, Outcome, redact_url
+from ._card.maker import CardMaker
+from ._card.render import CARD_BUDGET
+from ._config import AlertSettings, ConfigurationError, load_settings, webhook_host_kind
+from ._lark.urls import safe_url
+from ._lark.webhook import LarkAnswer, LarkWebhook, Outcome, redact_url
+from ._pipeline.build import build_pipeline, destination_of, webhook_for
+from ._pipeline.fingerprint import default_fingerprint
+from ._records import ErrorEvent, RenderedCard
+from ._sources.event_json import event_from_json
 from .preview import ShownCard, page_html
-from .redact import Redactor
-from .sample import sample_view
-from .urls import safe_url
-from .view import AlertView, CardSettings, build_view, card_settings
 
 OK, PROBLEM, USAGE = 0, 1, 2
 _HOOK_PATH = re.compile(r"^/open-apis/bot/v2/hook/[A-Za-z0-9_-]+$")
@@ -39,15 +39,13 @@ class Problem(Exception):
     """Something the user can fix; the message says what and how."""
 
 
-def _card_settings(settings: AlertSettings, service_note: str = "") -> CardSettings:
-    return card_settings(settings, (settings.service or "app") + service_note)
-
-
-def _checked_renderer(settings: AlertSettings) -> CardRenderer:
-    """The configured template, checked against the sample alert the way the middleware checks it."""
-    renderer = CardRenderer(settings.template)
-    renderer.check(sample_view(Redactor(settings.redact_fields)), _card_settings(settings))
-    return renderer
+def _card_maker(settings: AlertSettings, service_note: str = "") -> CardMaker:
+    """The card maker the middleware would use, its template checked the way the middleware checks it."""
+    cards = build_pipeline(settings).cards
+    if service_note:
+        cards.name_service(cards.settings.service + service_note)
+    cards.check()
+    return cards
 
 
 def _title(card: dict[str, Any]) -> str:
@@ -90,8 +88,7 @@ def _redis_line(url: str, timeout: float) -> tuple[str, str | None]:
 
 def check(arguments: argparse.Namespace) -> int:
     settings = load_settings()
-    renderer = _checked_renderer(settings)
-    sample = renderer.render(sample_view(Redactor(settings.redact_fields)), _card_settings(settings))
+    sample = _card_maker(settings).sample_card()
     problems: list[str] = []
     lines: list[tuple[str, str]] = []
     if settings.webhook_url is None:
@@ -145,12 +142,11 @@ def send_test(arguments: argparse.Namespace) -> int:
             "LARK_WEBHOOK_URL is not set, so there is nowhere to send to; set it to the bot's "
             "webhook URL (Group settings → Bots → the custom bot)"
         )
-    renderer = _checked_renderer(settings)
-    card_settings = _card_settings(settings, " (test card from lark-alert send-test)")
-    rendered = renderer.render(sample_view(Redactor(settings.redact_fields)), card_settings)
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    webhook = LarkWebhook(settings.webhook_url.get_secret_value(), secret, arguments.timeout)
-    print(f"Posting a sample card to {webhook.safe_url}{' (signed)' if secret else ''} ...")
+    rendered = _card_maker(settings, " (test card from lark-alert send-test)").sample_card()
+    webhook = webhook_for(destination_of(settings), arguments.timeout)
+    assert webhook is not None  # there is a webhook URL
+    signed = " (signed)" if settings.webhook_secret else ""
+    print(f"Posting a sample card to {webhook.safe_url}{signed} ...")
     answer = asyncio.run(_post(webhook, rendered.json_text, arguments.timeout))
     if answer.outcome is Outcome.DELIVERED:
         print(
@@ -170,25 +166,25 @@ def send_test(arguments: argparse.Namespace) -> int:
     raise Problem(f"Lark refused the card: {answer.describe()}")
 
 
-def _event_view(source: str, redactor: Redactor) -> AlertView:
+def _event(source: str) -> ErrorEvent:
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise Problem(f"cannot read the event file {source}: {error}") from None
     try:
-        event = event_from_json(text)
+        return event_from_json(text)
     except ValueError as error:
         where = "the event on stdin" if source == "-" else source
         raise Problem(f"{where}: {error}") from None
-    return build_view(event, default_fingerprint(event), None, redactor)
 
 
 def preview(arguments: argparse.Namespace) -> int:
-    settings = load_settings()
-    renderer = _checked_renderer(settings)
-    redactor = Redactor(settings.redact_fields)
-    view = _event_view(arguments.event, redactor) if arguments.event else sample_view(redactor)
-    rendered = renderer.render(view, _card_settings(settings))
+    cards = _card_maker(load_settings())
+    if arguments.event:
+        event = _event(arguments.event)
+        rendered = cards.event_card(event, default_fingerprint(event))
+    else:
+        rendered = cards.sample_card()
     if arguments.html is None:
         print(json.dumps(rendered.card, ensure_ascii=False, indent=2))
         return OK

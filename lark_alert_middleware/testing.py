@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-from .lark import (
+from ._lark.webhook import (
     BAD_REQUEST,
     FREQUENCY_LIMITED,
     IP_NOT_ALLOWED,

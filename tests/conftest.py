@@ -45,7 +45,7 @@ def client_for(app: Any) -> httpx.AsyncClient:
 
 def keep_the_alerter_busy() -> threading.Event:
     """Occupy the alerter loop until the returned event is set: what is handed off waits, untaken."""
-    from lark_alert_middleware.background import background_loop
+    from lark_alert_middleware._pipeline.loop import background_loop
 
     busy, release = threading.Event(), threading.Event()
     background_loop.loop().call_soon_threadsafe(lambda: (busy.set(), release.wait(30)))

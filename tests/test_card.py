@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from lark_alert_middleware.card import CARD_BUDGET, CardRenderer
-from lark_alert_middleware.config import ConfigurationError
-from lark_alert_middleware.event import CapturedBody
-from lark_alert_middleware.markup import count_mentions, escape_code, escape_markdown, mention_markup
-from lark_alert_middleware.redact import Redactor
-from lark_alert_middleware.sample import sample_event
-from lark_alert_middleware.view import CardSettings, Repeats, build_view
+from lark_alert_middleware._card.markup import count_mentions, escape_code, escape_markdown, mention_markup
+from lark_alert_middleware._card.redact import Redactor
+from lark_alert_middleware._card.render import CARD_BUDGET, CardRenderer
+from lark_alert_middleware._card.sample import sample_event
+from lark_alert_middleware._card.view import CardSettings, build_view
+from lark_alert_middleware._config import ConfigurationError
+from lark_alert_middleware._records import CapturedBody, Repeats
 
 from .conftest import card_full_title
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from lark_alert_middleware.config import iter_variables, load_settings
+from lark_alert_middleware._config import iter_variables, load_settings
 from lark_alert_middleware.testing import HOOK_PATH
 
 from .compose import REPO, environment, load_compose, option, variables_in

@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from lark_alert_middleware import ConfigurationError, LarkAlertMiddleware
-from lark_alert_middleware.config import load_settings, parse_status_codes
+from lark_alert_middleware._config import load_settings, parse_status_codes
 
 
 def test_defaults_alert_on_every_4xx_and_5xx_with_a_60_second_window() -> None:
@@ -261,7 +261,7 @@ def test_bad_configuration_fails_requests_when_there_is_no_lifespan(monkeypatch:
 
 
 def test_every_setting_is_a_typed_keyword_argument() -> None:
-    from lark_alert_middleware.config import AlertOptions, AlertSettings
+    from lark_alert_middleware._config import AlertOptions, AlertSettings
 
     assert set(AlertOptions.__annotations__) == set(AlertSettings.model_fields)
 

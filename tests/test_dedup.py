@@ -14,16 +14,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 import lark_alert_middleware
-from lark_alert_middleware.breaker import CircuitBreaker
-from lark_alert_middleware.clients import SharedClients
-from lark_alert_middleware.dedup import (
-    Claim,
-    ClaimRequest,
+from lark_alert_middleware._pipeline.breaker import CircuitBreaker
+from lark_alert_middleware._pipeline.clients import SharedClients
+from lark_alert_middleware._pipeline.dedup import (
     FallbackDedupStore,
     InProcessDedupStore,
     RedisDedupStore,
     dedup_key,
 )
+from lark_alert_middleware._records import Claim, ClaimRequest
 
 from .conftest import SHARED_REDIS_URL, RedisServer
 

@@ -17,18 +17,18 @@ from typing import Any, TypeVar
 import pytest
 from starlette.testclient import TestClient
 
-from lark_alert_middleware.alerter import Alerter
-from lark_alert_middleware.background import background_loop
-from lark_alert_middleware.card import RenderedCard
-from lark_alert_middleware.delivery import LarkSink, RetryPolicy
-from lark_alert_middleware.digest import Digest
-from lark_alert_middleware.event import ErrorEvent
-from lark_alert_middleware.lark import FREQUENCY_LIMITED, LarkAnswer, LarkWebhook, Outcome
-from lark_alert_middleware.middleware import LarkAlertMiddleware
-from lark_alert_middleware.sample import sample_event
-from lark_alert_middleware.stats import Counters
+from lark_alert_middleware._card.sample import sample_event
+from lark_alert_middleware._lark.limits import InProcessRateBudget
+from lark_alert_middleware._lark.sinks import LarkSink, RetryPolicy
+from lark_alert_middleware._lark.webhook import FREQUENCY_LIMITED, LarkAnswer, LarkWebhook, Outcome
+from lark_alert_middleware._pipeline.clients import shared_clients
+from lark_alert_middleware._pipeline.digest import Digest
+from lark_alert_middleware._pipeline.loop import background_loop
+from lark_alert_middleware._pipeline.pipeline import Pipeline
+from lark_alert_middleware._records import ErrorEvent, RenderedCard
+from lark_alert_middleware._sources.asgi import LarkAlertMiddleware
+from lark_alert_middleware._stats import Counters
 from lark_alert_middleware.testing import LarkReceiver
-from lark_alert_middleware.throttle import InProcessRateBudget
 
 from .apps import failing_app
 from .conftest import RedisServer, card_text, card_title, find_middleware, keep_the_alerter_busy, wait_until
@@ -45,7 +45,7 @@ def on_alerter_thread(coroutine: Coroutine[Any, Any, T]) -> T:
     return background_loop.submit(coroutine).result(timeout=60)
 
 
-def quiet_alerter(caplog: pytest.LogCaptureFixture, **options: Any) -> Alerter:
+def quiet_alerter(caplog: pytest.LogCaptureFixture, **options: Any) -> Pipeline:
     """The alerter of a middleware without a webhook, its log lines silenced."""
     caplog.set_level(logging.CRITICAL, logger="lark_alert_middleware")
     alerter = LarkAlertMiddleware(failing_app(), **options).alerter
@@ -57,7 +57,10 @@ def sink_for(
     lark: LarkReceiver, *, secret: str | None = None, timeout: float = 5.0, policy: RetryPolicy = FAST
 ) -> tuple[LarkSink, Counters]:
     counters = Counters()
-    return LarkSink(LarkWebhook(lark.url, secret, timeout), InProcessRateBudget(), counters, policy), counters
+    sink = LarkSink(
+        LarkWebhook(lark.url, secret, timeout), InProcessRateBudget(), counters, shared_clients.http, policy
+    )
+    return sink, counters
 
 
 @pytest.mark.parametrize("fault", ["http_500", "http_429", "frequency_limited", "drop"])
@@ -201,7 +204,7 @@ def test_a_digest_shows_paths_and_fingerprints_redacted_as_cards_do(caplog: pyte
     digest.add("GET /reset/{token} 404", client_error(404, "/reset/s3cr3t-reset-value", "/reset/{token}"))
     summary = digest.take()
     assert summary is not None
-    text = alerter.cards.digest_card(summary)[0].json_text
+    text = alerter.cards.digest_card(summary).rendered.json_text
     assert JWT not in text and text.count("[redacted jwt]") == 2
     assert "alice@example.com" not in text and "[a user]" in text
     assert "s3cr3t-reset-value" not in text and "/reset/[redacted token]" in text
@@ -214,7 +217,7 @@ def test_a_digest_past_its_bound_on_kinds_counts_every_error(caplog: pytest.LogC
         digest.add(f"GET /kind/{index} 500", replace(sample_event(), path=f"/kind/{index}"))
     summary = digest.take()
     assert summary is not None
-    text = alerter.cards.digest_card(summary)[0].json_text
+    text = alerter.cards.digest_card(summary).rendered.json_text
     # 15 lines shown; one more kind was counted, and 4 errors past the bound only as errors.
     assert "… and 5 more errors of 2 or more other kinds" in text
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lark_alert_middleware.event_json import event_from_json
-from lark_alert_middleware.fingerprint import default_fingerprint, exception_name
+from lark_alert_middleware._pipeline.fingerprint import default_fingerprint, exception_name
+from lark_alert_middleware._sources.event_json import event_from_json
 
 
 def test_three_fields_are_enough() -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from lark_alert_middleware.card import CARD_BUDGET, CardRenderer
-from lark_alert_middleware.event import CapturedBody
-from lark_alert_middleware.markup import count_mentions, markdown_text, mention_markup
-from lark_alert_middleware.redact import Redactor
-from lark_alert_middleware.sample import sample_event, sample_view
-from lark_alert_middleware.view import CardSettings, build_view
+from lark_alert_middleware._card.markup import count_mentions, markdown_text, mention_markup
+from lark_alert_middleware._card.redact import Redactor
+from lark_alert_middleware._card.render import CARD_BUDGET, CardRenderer
+from lark_alert_middleware._card.sample import sample_event, sample_view
+from lark_alert_middleware._card.view import CardSettings, build_view
+from lark_alert_middleware._records import CapturedBody
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.json.j2"))
 SETTINGS = CardSettings(

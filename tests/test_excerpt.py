@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from lark_alert_middleware.event import CapturedBody
-from lark_alert_middleware.excerpt import excerpt_body, printable
-from lark_alert_middleware.redact import WINDOW, Redactor
+from lark_alert_middleware._card.excerpt import excerpt_body, printable
+from lark_alert_middleware._card.redact import WINDOW, Redactor
+from lark_alert_middleware._records import CapturedBody
 
 
 def excerpt(

@@ -18,8 +18,8 @@ from starlette.routing import Host, Mount, Route, Router
 from starlette.testclient import TestClient
 
 from lark_alert_middleware import LarkAlertMiddleware
-from lark_alert_middleware.digest import Digest
-from lark_alert_middleware.sample import sample_event
+from lark_alert_middleware._card.sample import sample_event
+from lark_alert_middleware._pipeline.digest import Digest
 from lark_alert_middleware.testing import LarkReceiver
 
 from .apps import failing_app

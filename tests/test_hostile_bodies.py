@@ -11,11 +11,11 @@ import zlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lark_alert_middleware.card import CardRenderer
-from lark_alert_middleware.event import CapturedBody, ErrorEvent, ExceptionText
-from lark_alert_middleware.excerpt import excerpt_body
-from lark_alert_middleware.redact import Redactor
-from lark_alert_middleware.view import CardSettings, build_view
+from lark_alert_middleware._card.excerpt import excerpt_body
+from lark_alert_middleware._card.redact import Redactor
+from lark_alert_middleware._card.render import CardRenderer
+from lark_alert_middleware._card.view import CardSettings, build_view
+from lark_alert_middleware._records import CapturedBody, ErrorEvent, ExceptionText
 
 # Names of codecs that raise, are no text codec, are no codec at all, or decode to lone surrogates.
 HOSTILE_CHARSETS = ["undefined", "idna", "punycode", "rot13", "base64", "zlib", "bz2", "hex", "uu", "quopri"]

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from lark_alert_middleware.lark import (
+from lark_alert_middleware._lark.webhook import (
     LarkWebhook,
     Outcome,
     message_body,

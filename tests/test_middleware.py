@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 
 from lark_alert_middleware import ErrorEvent, LarkAlertMiddleware
-from lark_alert_middleware.middleware import route_template
+from lark_alert_middleware._sources.routes import route_template
 from lark_alert_middleware.testing import LarkReceiver
 
 from .apps import OrderError, failing_app

@@ -8,12 +8,12 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
-from lark_alert_middleware.card import CardRenderer
-from lark_alert_middleware.event import CapturedBody
+from lark_alert_middleware._card.redact import Redactor
+from lark_alert_middleware._card.render import CardRenderer
+from lark_alert_middleware._card.sample import sample_event, sample_view
+from lark_alert_middleware._card.view import CardSettings, build_view
+from lark_alert_middleware._records import CapturedBody
 from lark_alert_middleware.preview import ShownCard, card_html, markdown_html, page_html
-from lark_alert_middleware.redact import Redactor
-from lark_alert_middleware.sample import sample_event, sample_view
-from lark_alert_middleware.view import CardSettings, build_view
 
 SETTINGS = CardSettings("orders", "production", "https://logs.example.com/?rid={request_id}")
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>\" onmouseover='x' <at id=all></at>"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lark_alert_middleware.redact import WINDOW, Redactor, luhn_valid, marker
-from lark_alert_middleware.view import FULL_SIZES
+from lark_alert_middleware._card.redact import WINDOW, Redactor, luhn_valid, marker
+from lark_alert_middleware._card.view import FULL_SIZES
 
 R = Redactor()
 

@@ -16,11 +16,11 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from lark_alert_middleware.card import CardRenderer
-from lark_alert_middleware.event import NO_BODY, CapturedBody, ErrorEvent, ExceptionText
-from lark_alert_middleware.redact import Redactor, marker
+from lark_alert_middleware._card.redact import Redactor, marker
+from lark_alert_middleware._card.render import CardRenderer
+from lark_alert_middleware._card.view import CardSettings, build_view
+from lark_alert_middleware._records import NO_BODY, CapturedBody, ErrorEvent, ExceptionText
 from lark_alert_middleware.testing import LarkReceiver
-from lark_alert_middleware.view import CardSettings, build_view
 
 from .apps import failing_app
 from .conftest import shown_text

@@ -16,9 +16,9 @@ import time
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lark_alert_middleware.event import CapturedBody
-from lark_alert_middleware.excerpt import excerpt_body
-from lark_alert_middleware.redact import Redactor
+from lark_alert_middleware._card.excerpt import excerpt_body
+from lark_alert_middleware._card.redact import Redactor
+from lark_alert_middleware._records import CapturedBody
 
 MAX_BODY_BYTES = 1024 * 1024  # the largest LARK_ALERT_MAX_BODY_BYTES allowed
 TEXT_SECONDS = 6.0  # Redactor.text of 1 MiB, all at once: about 0.5 s at worst

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from lark_alert_middleware.suppression import SuppressionWindows
+from lark_alert_middleware._pipeline.windows import SuppressionWindows
 
 
 def test_unknown_fingerprints_need_a_decision() -> None:

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from lark_alert_middleware.lark import message_body
+from lark_alert_middleware._lark.webhook import message_body
 from lark_alert_middleware.testing import LarkReceiver
 
 from .conftest import free_port

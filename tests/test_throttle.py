@@ -10,14 +10,9 @@ import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from lark_alert_middleware.breaker import CircuitBreaker
-from lark_alert_middleware.throttle import (
-    FallbackRateBudget,
-    InProcessRateBudget,
-    RateLimits,
-    RedisRateBudget,
-    wait_for_budget,
-)
+from lark_alert_middleware._lark.limits import InProcessRateBudget, RateLimits, wait_for_budget
+from lark_alert_middleware._pipeline.breaker import CircuitBreaker
+from lark_alert_middleware._pipeline.budget import FallbackRateBudget, RedisRateBudget
 
 from .conftest import SHARED_REDIS_URL, RedisServer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from lark_alert_middleware.tracing import current_trace_id
+from lark_alert_middleware._sources.tracing import current_trace_id
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lark_alert_middleware.urls import safe_url
+from lark_alert_middleware._lark.urls import safe_url
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.types import Message
 
-from lark_alert_middleware.background import background_loop
+from lark_alert_middleware._pipeline.loop import background_loop
 from lark_alert_middleware.testing import LarkReceiver
 
 from ..conftest import card_text, find_middleware

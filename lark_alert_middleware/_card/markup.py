@@ -7,8 +7,8 @@ every character that could start markup, so text from a request always shows as 
 
 from __future__ import annotations
 
-import json
 import re
+from json import dumps as json_dumps
 from typing import Any
 
 # Characters Lark's markdown documentation lists as needing entities, plus `&` and `|`
@@ -41,7 +41,7 @@ def escape_code(text: str) -> str:
 
 def escape_json_string(text: str) -> str:
     """The inside of a JSON string literal (no surrounding quotes)."""
-    return json.dumps(text, ensure_ascii=False)[1:-1]
+    return json_dumps(text, ensure_ascii=False)[1:-1]
 
 
 def count_mentions(text: str) -> int:

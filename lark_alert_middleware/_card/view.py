@@ -10,21 +10,19 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote
 
-from .config import AlertSettings
-from .digest import DigestSummary
-from .event import CapturedBody, ErrorEvent, ExceptionText, exception_name
+from .._config import AlertSettings
+from .._records import (
+    CapturedBody,
+    Destination,
+    DigestSummary,
+    ErrorEvent,
+    ExceptionText,
+    Repeats,
+    exception_name,
+)
 from .excerpt import BodyExcerpt, excerpt_body, printable
 from .markup import LarkText, mention_markup
 from .redact import Redactor
-
-
-@dataclass(frozen=True, slots=True)
-class Repeats:
-    """How often the error happened, unreported, since the previous alert for it."""
-
-    count: int
-    since: float | None
-
 
 NO_MENTIONS = LarkText("")
 
@@ -55,14 +53,14 @@ class Sizes:
 FULL_SIZES = Sizes()
 
 
-def card_settings(settings: AlertSettings, service: str) -> CardSettings:
-    """What the configuration puts on every card of `service`."""
+def card_settings(settings: AlertSettings, destination: Destination, service: str) -> CardSettings:
+    """What the configuration puts on every card of `service` sent to `destination`."""
     return CardSettings(
         service,
         settings.environment,
         settings.seq_url,
-        settings.keyword,
-        mention_markup(settings.mention),
+        destination.keyword,
+        mention_markup(destination.mentions),
         settings.trace_url,
     )
 

@@ -11,13 +11,13 @@ is JSON; a string is text. The exception's traceback is its own line only.
 
 from __future__ import annotations
 
-import json
 import time
+from json import dumps as json_dumps
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .event import NO_BODY, CapturedBody, ErrorEvent
+from .._records import NO_BODY, CapturedBody, ErrorEvent
 
 JsonBody = str | dict[str, Any] | list[Any] | None
 
@@ -56,7 +56,7 @@ def _body(value: JsonBody, content_type: str | None) -> CapturedBody:
     if isinstance(value, str):
         data = value.encode()
         return CapturedBody(data, len(data), content_type or "text/plain; charset=utf-8")
-    data = json.dumps(value, ensure_ascii=False).encode()
+    data = json_dumps(value, ensure_ascii=False).encode()
     return CapturedBody(data, len(data), content_type or "application/json")
 
 

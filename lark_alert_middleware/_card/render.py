@@ -1,5 +1,8 @@
 """Render an alert into a Lark interactive card with a Jinja2 template, and fit it into 20 KiB.
 
+JSON is read and written with functions bound at import (here and in `markup`): patching
+`json.dumps` in an app's own test cannot see this package's calls.
+
 Every `{{ ... }}` in a card template stands inside a JSON string. Its value is escaped for
 that string and, unless a filter says otherwise, for Lark markdown too. Request data is
 only ever a value passed to the template, never template source.
@@ -7,17 +10,19 @@ only ever a value passed to the template, never template source.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+import threading
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
+from json import dumps as json_dumps
+from json import loads as json_loads
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from .config import ConfigurationError
-from .digest import DigestSummary
-from .event import ErrorEvent
+from .._config import ConfigurationError
+from .._records import DigestSummary, ErrorEvent, RenderedCard
 from .excerpt import printable
 from .markup import (
     LarkText,
@@ -87,18 +92,37 @@ def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(plain=_plain, code=_code, md=_markdown)
+    # Bound at import, like every JSON call here: an app's test patching `json.dumps` sees none of ours.
+    environment.policies["json.dumps_function"] = json_dumps
     return environment
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedCard:
-    """A card ready to post: its compact JSON text and size in UTF-8 bytes."""
+_loaded: dict[tuple[str, int], CardRenderer] = {}
+_checked: set[tuple[tuple[str, int], CardSettings]] = set()
+_templates_lock = threading.Lock()
 
-    card: dict[str, Any]
-    json_text: str
-    size: int
-    # When this is the minimal card sent instead: what the template raised for this alert.
-    template_error: Exception | None = None
+
+def checked_renderer(
+    template: Path | None, sample: Callable[[], AlertView], settings: CardSettings
+) -> CardRenderer:
+    """The renderer of `template`, loaded once per process and checked once per settings against
+    the sample alert; ConfigurationError when it cannot make a card."""
+    key = ("", 0) if template is None else (str(template), _modified_at(template))
+    with _templates_lock:
+        renderer = _loaded.get(key)
+        if renderer is None:
+            renderer = _loaded[key] = CardRenderer(template)
+        if (key, settings) not in _checked:
+            renderer.check(sample(), settings)
+            _checked.add((key, settings))
+    return renderer
+
+
+def _modified_at(template: Path) -> int:
+    try:
+        return template.stat().st_mtime_ns
+    except OSError:
+        return 0  # CardRenderer says what is wrong with it
 
 
 class CardRenderer:
@@ -108,7 +132,7 @@ class CardRenderer:
         self._budget = budget
         self._source = str(template_path) if template_path else "the built-in card template"
         try:
-            package_templates = _environment(jinja2.PackageLoader("lark_alert_middleware", "templates"))
+            package_templates = _environment(jinja2.PackageLoader("lark_alert_middleware._card", "templates"))
             self._digest_template = package_templates.get_template("digest.json.j2")
             if template_path is None:
                 self._template = package_templates.get_template("card.json.j2")
@@ -166,7 +190,7 @@ class CardRenderer:
         not_shown: list[str] | None = None,
     ) -> RenderedCard:
         text = (template or self._template).render(variables)
-        card = json.loads(text)
+        card = json_loads(text)
         elements = _elements(card)
         if elements is None:
             raise ValueError(
@@ -195,7 +219,7 @@ def _elements(card: Any) -> list[Any] | None:
 
 def rendered_card(card: dict[str, Any]) -> RenderedCard:
     """A card as it is posted: compact JSON, always valid UTF-8 (a lone surrogate becomes `?`)."""
-    compact = json.dumps(card, ensure_ascii=False, separators=(",", ":"))
+    compact = json_dumps(card, ensure_ascii=False, separators=(",", ":"))
     try:
         encoded = compact.encode("utf-8")
     except UnicodeEncodeError:

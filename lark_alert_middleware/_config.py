@@ -15,7 +15,7 @@ from pydantic import BeforeValidator, Field, SecretStr, ValidationError, Validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Unpack
 
-from .lark import LARK_HOSTS
+from ._lark.webhook import LARK_HOSTS
 
 
 def is_encodable(text: str) -> bool:

@@ -12,33 +12,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .event import ErrorEvent
+from .._records import DigestLine, DigestSummary, ErrorEvent
 
 # How much of a path a digest keeps as its example; a client chooses the path.
 EXAMPLE_PATH_CHARACTERS = 200
-
-
-@dataclass(frozen=True, slots=True)
-class DigestLine:
-    fingerprint: str
-    status_code: int
-    count: int
-    example_path: str
-    route: str | None = None  # the example path's route template, which says what in it is a parameter
-    is_error: bool = False  # a server error or an exception
-
-
-@dataclass(frozen=True, slots=True)
-class DigestSummary:
-    """What one digest card reports: `total` errors between `started_at` and `ended_at`."""
-
-    started_at: float
-    ended_at: float
-    total: int
-    lines: tuple[DigestLine, ...]  # server errors first, then the most frequent
-    uncounted_kinds_total: int
-    units: int
-    has_errors: bool = False  # a server error or an exception among them, listed or not
 
 
 @dataclass(slots=True)
@@ -125,3 +102,9 @@ class Digest:
             self._kinds, self._other, self._total, self._units = {}, 0, 0, 0
             self._warning_kinds, self._has_errors, self._started_at = 0, False, None
             return summary
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: what was folded in is the parent's to send; no lock is held here."""
+        self._lock = threading.Lock()
+        self._kinds, self._other, self._total, self._units = {}, 0, 0, 0
+        self._warning_kinds, self._has_errors, self._started_at = 0, False, None

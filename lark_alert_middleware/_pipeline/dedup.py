@@ -17,29 +17,11 @@ from typing import Any, Protocol
 import redis.asyncio as redis_asyncio
 from redis.exceptions import NoScriptError
 
+from .._records import Claim, ClaimRequest
 from .breaker import CircuitBreaker
 
 # How long a repeat count and the previous alert's time are kept between windows.
 HISTORY_SECONDS = 7 * 24 * 3600
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """The store's answer: `first` means this caller raises the alert."""
-
-    first: bool
-    remaining_seconds: float
-    repeats: int = 0
-    previous_alert_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimRequest:
-    """Claim the window of `key`, or, if it is taken, add `repeats_here` to its next alert's count."""
-
-    key: str
-    window_seconds: int
-    repeats_here: int
 
 
 class DedupStore(Protocol):

@@ -2,26 +2,31 @@
 
 Never raises: a part of the card that cannot be shown is left out and named on the card, a
 template that fails for this alert gives way to the minimal card, and when even that cannot
-be made a last-resort card still says that something failed. Each such failure is counted
-(`failed`) and logged once per cause, with its traceback, so that a hostile request can
-neither silence an alert nor flood the log.
+be made a last-resort card still says that something failed. Each such failure is logged once
+per cause, with its traceback, so that a hostile request can neither silence an alert nor
+flood the log; the card says it is incomplete (`MadeCard.complete`), for delivery to count.
+
+The template is loaded and checked against a sample alert once per process, off the request
+path (at lifespan start-up, or on the first alert): an app's first request pays nothing for it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
-from .card import CardRenderer, RenderedCard, last_resort_card, minimal_card
-from .digest import DigestSummary
-from .event import ErrorEvent
+from .._config import ConfigurationError
+from .._records import Alert, DigestSummary, ErrorEvent, MadeCard, RenderedCard
 from .redact import Redactor
-from .stats import Counters
+from .render import CardRenderer, checked_renderer, last_resort_card, minimal_card
+from .sample import sample_view
 from .view import (
     CARD_CPU_BUDGET_SECONDS,
     NOT_SHOWN,
@@ -32,96 +37,113 @@ from .view import (
     redacted_digest,
 )
 
-if TYPE_CHECKING:
-    from .delivery import Alert
-
 logger = logging.getLogger("lark_alert_middleware")
 
 T = TypeVar("T")
 # Cards waiting for the worker; more means it is stuck, and the rest go out as their titles alone.
 MAX_WAITING_CARDS = 100
+Failures = list[tuple[str, BaseException | None]]
 
 
 class CardMaker:
-    """Redacts and renders; `card_settings()` says what every card shows of the service."""
+    """Redacts and renders the cards of one destination: its template and what its cards show."""
 
     def __init__(
         self,
-        renderer: CardRenderer,
         redactor: Redactor,
-        card_settings: Callable[[], CardSettings],
-        counters: Counters,
+        settings: CardSettings,
         *,
+        template: Path | None = None,
         budget_seconds: float = CARD_CPU_BUDGET_SECONDS,
     ) -> None:
-        self._renderer = renderer
         self._redactor = redactor
-        self._card_settings = card_settings
-        self._counters = counters
+        self.settings = settings
+        self._template = template
+        self._loaded: CardRenderer | None = None
         self._budget_seconds = budget_seconds
         self._reported: set[tuple[str, str]] = set()
 
-    def alert_card(self, alert: Alert) -> tuple[RenderedCard, str]:
-        """The card for `alert`, and a one-line summary of it for the log."""
-        settings = self._card_settings()
+    def name_service(self, service: str) -> None:
+        """The service the cards name, once it is known (an app's title, learned at its first call)."""
+        self.settings = dataclasses.replace(self.settings, service=service)
+
+    def check(self) -> None:
+        """Load the template and render the sample alert with it; ConfigurationError if it cannot make a card.
+
+        Done once per template and settings in a process: apps built again and again (as in tests) pay once.
+        """
+        self._loaded = checked_renderer(self._template, lambda: sample_view(self._redactor), self.settings)
+
+    def sample_card(self) -> RenderedCard:
+        """The sample alert's card, as it would be posted (for `lark-alert`)."""
+        return self._renderer().render(sample_view(self._redactor), self.settings)
+
+    def event_card(self, event: ErrorEvent, fingerprint: str) -> RenderedCard:
+        """The card of `event`, as it would be posted the first time (for `lark-alert preview`)."""
+        return self._renderer().render(build_view(event, fingerprint, None, self._redactor), self.settings)
+
+    def _renderer(self) -> CardRenderer:
+        if self._loaded is None:
+            self.check()
+        assert self._loaded is not None
+        return self._loaded
+
+    def alert_card(self, alert: Alert) -> MadeCard:
+        settings = self.settings
         event = alert.event
         view = build_view(
             event, alert.fingerprint, alert.repeats, self._redactor, budget_seconds=self._budget_seconds
         )
-        failures: list[tuple[str, BaseException | None]] = [
-            (failure.part, failure.error) for failure in view.failures
-        ]
+        failures: Failures = [(failure.part, failure.error) for failure in view.failures]
         try:
-            rendered = self._renderer.render(view, settings)
+            rendered = self._renderer().render(view, settings)
             if rendered.template_error is not None:
                 failures.append(("the card template", rendered.template_error))
+        except ConfigurationError as error:  # the template cannot be used at all
+            failures.append(("the card template", error))
+            rendered = self._minimal(
+                event, view.path, ["the card template cannot be used", *_described(view)], failures
+            )
         except Exception as error:  # in the template's variables: the minimal card needs none of them
             failures.append(("the card's details", error))
-            rendered = self._minimal(alert, view.path, ["the card's details", *_described(view)], failures)
-        if failures:
-            self._failed(failures)
-        return rendered, _summary(event, view.path, view.exception, settings)
+            rendered = self._minimal(event, view.path, ["the card's details", *_described(view)], failures)
+        self._report(failures)
+        return MadeCard(rendered, _summary(event, view.path, view.exception, settings), not failures)
 
-    def overdue_card(self, alert: Alert, seconds: float) -> tuple[RenderedCard, str]:
+    def overdue_card(self, alert: Alert, seconds: float) -> MadeCard:
         """For an alert whose card took longer than `seconds` to make: its title, nothing redacted."""
         reason = f"the details (making the card took longer than {seconds:g}s)"
-        failures: list[tuple[str, BaseException | None]] = [("the card", TimeoutError(reason))]
-        rendered = self._minimal(alert, NOT_SHOWN, [reason], failures)
-        self._failed(failures)
-        return rendered, _summary(alert.event, NOT_SHOWN, None, self._card_settings())
+        failures: Failures = [("the card", TimeoutError(reason))]
+        rendered = self._minimal(alert.event, NOT_SHOWN, [reason], failures)
+        self._report(failures)
+        return MadeCard(rendered, _summary(alert.event, NOT_SHOWN, None, self.settings), complete=False)
 
-    def overdue_digest_card(self, summary: DigestSummary, seconds: float) -> tuple[RenderedCard, str]:
-        error = TimeoutError(f"making the digest card took longer than {seconds:g}s")
-        self._failed([("the digest card", error)])
-        settings = self._card_settings()
-        card = last_resort_card(f"{summary.total} more errors", summary.has_errors, settings)
-        return card, f"digest of {summary.total} errors"
-
-    def _minimal(
-        self,
-        alert: Alert,
-        path: str,
-        not_shown: list[str],
-        failures: list[tuple[str, BaseException | None]],
-    ) -> RenderedCard:
-        settings = self._card_settings()
-        try:
-            return minimal_card(alert.event, path, settings, not_shown)
-        except Exception as error:
-            failures.append(("the minimal card", error))
-            return last_resort_card(f"{alert.event.status_code}", alert.event.is_error, settings)
-
-    def digest_card(self, summary: DigestSummary) -> tuple[RenderedCard, str]:
-        settings = self._card_settings()
+    def digest_card(self, summary: DigestSummary) -> MadeCard:
         described = f"digest of {summary.total} errors"
         try:
-            return self._renderer.render_digest(redacted_digest(summary, self._redactor), settings), described
+            rendered = self._renderer().render_digest(redacted_digest(summary, self._redactor), self.settings)
         except Exception as error:
-            self._failed([("the digest card", error)])
-            return last_resort_card(f"{summary.total} more errors", summary.has_errors, settings), described
+            self._report([("the digest card", error)])
+            return MadeCard(self._last_resort(summary), described, complete=False)
+        return MadeCard(rendered, described)
 
-    def _failed(self, failures: list[tuple[str, BaseException | None]]) -> None:
-        self._counters.add("failed")
+    def overdue_digest_card(self, summary: DigestSummary, seconds: float) -> MadeCard:
+        self._report([("the digest card", TimeoutError(f"making it took longer than {seconds:g}s"))])
+        return MadeCard(self._last_resort(summary), f"digest of {summary.total} errors", complete=False)
+
+    def _last_resort(self, summary: DigestSummary) -> RenderedCard:
+        return last_resort_card(f"{summary.total} more errors", summary.has_errors, self.settings)
+
+    def _minimal(
+        self, event: ErrorEvent, path: str, not_shown: list[str], failures: Failures
+    ) -> RenderedCard:
+        try:
+            return minimal_card(event, path, self.settings, not_shown)
+        except Exception as error:
+            failures.append(("the minimal card", error))
+            return last_resort_card(f"{event.status_code}", event.is_error, self.settings)
+
+    def _report(self, failures: Failures) -> None:
         for part, error in failures:
             cause = (part, "time budget" if error is None else type(error).__name__)
             if cause in self._reported:
@@ -162,7 +184,7 @@ class CardWorker(Executor):
     holds the alerter's loop: Redis claims, the breaker's timeouts and other posts go on.
 
     A daemon, unlike `ThreadPoolExecutor`'s threads, so a pass that never returns cannot hold
-    the process's exit either. A worker lost in a fork is started again on first use.
+    the process's exit either. One per alerter loop: a forked child makes its own.
     """
 
     def __init__(self) -> None:
@@ -177,8 +199,7 @@ class CardWorker(Executor):
             future.set_exception(RuntimeError("the card worker is stuck"))
             return future
         self._jobs.put((future, functools.partial(fn, **kwargs) if kwargs else fn, args))
-        thread = self._thread
-        if thread is None or not thread.is_alive():
+        if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="lark-alert-cards", daemon=True)
             self._thread.start()
         return future

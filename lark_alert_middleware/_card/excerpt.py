@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import codecs
-import json
 import re
 import zlib
 from dataclasses import dataclass
+from json import dumps as json_dumps
+from json import loads as json_loads
 from urllib.parse import parse_qsl
 
-from .event import CapturedBody
+from .._records import CapturedBody
 from .redact import WINDOW, Redactor
 
 MAX_DECOMPRESSED_BYTES = 64 * 1024
@@ -151,12 +152,12 @@ def _structured(
     stripped = text.lstrip()
     if complete and ("json" in content_type or stripped[:1] in ("{", "[")):
         try:
-            document = json.loads(text)
+            document = json_loads(text)
         except (ValueError, RecursionError):
             pass
         else:
             shown = redactor.json(document, max_depth=MAX_JSON_DEPTH)
-            return "json", json.dumps(shown, indent=2, ensure_ascii=False)
+            return "json", json_dumps(shown, indent=2, ensure_ascii=False)
     if content_type == "application/x-www-form-urlencoded":
         # A card shows far less than WINDOW characters of a form; what is past them is not parsed.
         fields = parse_qsl(text[:WINDOW], keep_blank_values=True)

@@ -6,7 +6,7 @@ app created and dropped per test leaves no socket behind; they are closed at exi
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -14,8 +14,8 @@ import redis.asyncio as redis_asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from . import __version__
-from .background import background_loop
+from .._version import __version__
+from .loop import LoopLocal, background_loop
 
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 HTTP_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=30.0)
@@ -34,37 +34,35 @@ def redis_driver_info() -> dict[str, Any]:
     return {"driver_info": DriverInfo().add_upstream_driver("lark-alert-middleware", __version__)}
 
 
+@dataclass
+class _Clients:
+    http: httpx.AsyncClient | None = None
+    redis: dict[tuple[str, float], redis_asyncio.Redis] = field(default_factory=dict)
+
+
 class SharedClients:
     """Created lazily on the alerter loop; a new loop (after a fork) gets new clients."""
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._http: httpx.AsyncClient | None = None
-        self._redis: dict[tuple[str, float], redis_asyncio.Redis] = {}
+        self._clients = LoopLocal(_Clients)
         self._redis_driver_info = redis_driver_info()
 
-    def _for_this_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            # Clients of another loop belong to a parent process; drop them without closing.
-            self._loop, self._http, self._redis = loop, None, {}
-
     def http(self) -> httpx.AsyncClient:
-        self._for_this_loop()
-        if self._http is None:
-            self._http = httpx.AsyncClient(
+        clients = self._clients.get()
+        if clients.http is None:
+            clients.http = httpx.AsyncClient(
                 timeout=HTTP_TIMEOUT,
                 limits=HTTP_LIMITS,
                 follow_redirects=False,
                 headers={"User-Agent": f"lark-alert-middleware/{__version__}"},
             )
-        return self._http
+        return clients.http
 
     def redis(self, url: str, timeout: float) -> redis_asyncio.Redis:
-        self._for_this_loop()
-        client = self._redis.get((url, timeout))
+        clients = self._clients.get()
+        client = clients.redis.get((url, timeout))
         if client is None:
-            client = redis_asyncio.Redis.from_url(
+            client = clients.redis[(url, timeout)] = redis_asyncio.Redis.from_url(
                 url,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
@@ -72,15 +70,17 @@ class SharedClients:
                 health_check_interval=30,
                 **self._redis_driver_info,
             )
-            self._redis[(url, timeout)] = client
         return client
 
     async def close(self) -> None:
-        http, clients = self._http, list(self._redis.values())
-        self._http, self._redis = None, {}
+        clients = self._clients.current()
+        if clients is None:
+            return
+        http, redis_clients = clients.http, list(clients.redis.values())
+        clients.http, clients.redis = None, {}
         if http is not None:
             await http.aclose()
-        for client in clients:
+        for client in redis_clients:
             await client.aclose()
 
 

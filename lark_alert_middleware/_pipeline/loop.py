@@ -1,5 +1,9 @@
 """The alerter thread: one daemon thread per process running its own asyncio loop.
 
+This is where a fork is noticed (the child starts its own thread on first use, and every member
+forgets the parent's work) and where a new loop is (a `LoopLocal` is made again for it): no
+other module looks for either.
+
 Alert work never runs on the loop that served the request. That loop may be short-lived
 (Starlette's TestClient starts one per client), may be trio rather than asyncio, and must
 never wait on Lark or Redis. Like Sentry's transport, requests hand events to this thread
@@ -16,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 logger = logging.getLogger("lark_alert_middleware")
 
@@ -33,6 +37,27 @@ class StopsAtExit(Protocol):
     def forget_after_fork(self) -> None:
         """In a forked child: the parent finishes its own work; start with none and fresh locks."""
         ...
+
+
+class LoopLocal(Generic[T]):
+    """A value of the alerter loop's own: made there on first use, and made again for a new loop."""
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._value: T | None = None
+
+    def get(self) -> T:
+        """The value for the running loop (on the alerter thread)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._value is None:
+            # A value of another loop belongs to a parent process: dropped, not closed.
+            self._value, self._loop = self._make(), loop
+        return self._value
+
+    def current(self) -> T | None:
+        """The value made for the loop that runs now, or None before it is made."""
+        return self._value if self._loop is background_loop.running() else None
 
 
 class BackgroundLoop:
@@ -84,6 +109,10 @@ class BackgroundLoop:
     def close_at_exit(self, closer: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `closer()` on the thread at exit, after every member has shut down."""
         self._closers.append(closer)
+
+    def running(self) -> asyncio.AbstractEventLoop | None:
+        """The alerter thread's loop, if it is running (in this process)."""
+        return self._loop
 
     def is_current(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread

@@ -23,80 +23,15 @@ from typing import Any
 
 from starlette.convertors import CONVERTOR_TYPES
 
-ScrubHook = Callable[[str], str]
+from .._secret_names import SECRET_PARAMETER_NAMES, SecretNames, normalised
 
-# A name is secret when one of its words is listed, or it contains one of the fragments.
-SECRET_NAME_WORDS = frozenset(
-    {
-        "auth",
-        "authentication",
-        "authorization",
-        "bearer",
-        "card",
-        "cardnumber",
-        "cc",
-        "ccv",
-        "code_verifier",
-        "cookie",
-        "cred",
-        "credential",
-        "credentials",
-        "creds",
-        "csrf",
-        "cvc",
-        "cvv",
-        "dsn",
-        "hmac",
-        "jwt",
-        "key",
-        "nonce",
-        "otp",
-        "pass",
-        "passcode",
-        "phpsessid",
-        "pin",
-        "pw",
-        "pwd",
-        "secret",
-        "sessid",
-        "session",
-        "sid",
-        "sig",
-        "signature",
-        "ssn",
-        "ticket",
-        "token",
-        "xsrf",
-    }
-)
-SECRET_NAME_FRAGMENTS = (
-    "passw",
-    "passphrase",
-    "secret",
-    "token",
-    "apikey",
-    "privatekey",
-    "accesskey",
-    "session",
-    "sessid",
-    "cookie",
-    "credential",
-    "authoriz",
-    "signature",
-    "hmac",
-)
-# A name ending in one of these is about a secret, not one: `KeyError`, `token_error`.
-NOT_SECRET_LAST_WORDS = frozenset({"error", "errors", "exception", "failed", "failure", "warning"})
-# Secret only as the whole name of a query or form parameter (OAuth's authorization code), not as a
-# word of another name (`status_code`) nor as a JSON field (`"code": 404`).
-SECRET_PARAMETER_NAMES = frozenset({"code"})
+ScrubHook = Callable[[str], str]
 
 # How much of a long text is redacted: several times the most a card shows of any text
 # (view.FULL_SIZES), so that what is shown lies far inside what was redacted.
 WINDOW = 16 * 1024
 
-_NAME_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-_LONGEST_NAME = 128  # names longer are not cached, nor shown whole in a marker
+_LONGEST_NAME = 128  # names longer are not shown whole in a marker
 
 
 def marker(kind: str) -> str:
@@ -108,30 +43,9 @@ class Redactor:
     """Redacts names and shapes; `extra_names` extends the deny list, `scrub` runs last on all text."""
 
     def __init__(self, extra_names: Iterable[str] = (), scrub: ScrubHook | None = None) -> None:
-        self._extra_names = frozenset(_normalise(name) for name in extra_names if name.strip())
+        self._names = SecretNames(extra_names)
+        self.is_secret_name = self._names.is_secret
         self._scrub = scrub
-        self._name_cache: dict[str, bool] = {}
-
-    # -- names ------------------------------------------------------------------------------
-    def is_secret_name(self, name: str) -> bool:
-        cached = self._name_cache.get(name)
-        if cached is None:
-            cached = self._classify(name)
-            if len(self._name_cache) < 4096 and len(name) <= _LONGEST_NAME:
-                self._name_cache[name] = cached
-        return cached
-
-    def _classify(self, name: str) -> bool:
-        normalised = _normalise(name)
-        if normalised in self._extra_names:
-            return True
-        words = [word.lower() for word in _NAME_WORDS.findall(name)]
-        if words and words[-1] in NOT_SECRET_LAST_WORDS:
-            return False
-        if not SECRET_NAME_WORDS.isdisjoint(words) or not self._extra_names.isdisjoint(words):
-            return True
-        squashed = normalised.replace("_", "")
-        return any(fragment in squashed for fragment in SECRET_NAME_FRAGMENTS)
 
     # -- values -----------------------------------------------------------------------------
     def text(self, value: str) -> str:
@@ -173,7 +87,7 @@ class Redactor:
 
     def pair(self, name: str, value: str) -> str:
         """A named value (header, query parameter, form field)."""
-        if self.is_secret_name(name) or _normalise(name) in SECRET_PARAMETER_NAMES:
+        if self.is_secret_name(name) or normalised(name) in SECRET_PARAMETER_NAMES:
             return self._marker_for(name)
         return self.excerpt(value)
 
@@ -289,10 +203,6 @@ class Redactor:
         if not self.is_secret_name(match.group("name")):
             return match.group(0)
         return match.group("head") + _replace_value(match.group("value"), marker(match.group("name").lower()))
-
-
-def _normalise(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
 
 
 def _is_secret_pair(items: list[Any], redactor: Redactor) -> bool:

@@ -58,6 +58,20 @@ class Window(Tally):
 NO_WINDOW = Window(-math.inf)
 
 
+class KnownError:
+    """An error as a source remembers it between requests, with the window it was last found in.
+
+    While that window is open, asking whether the error is reported costs no lookup
+    (`Pipeline.count_if_reported`). A source may add what it keys the error by (a subclass).
+    """
+
+    __slots__ = ("fingerprint", "window")
+
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self.window = NO_WINDOW  # its dedup window, once one is found open
+
+
 class SuppressionWindows:
     """Fingerprint -> its known window (monotonic seconds), bounded to `capacity`.
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .event import ErrorEvent
-from .event import exception_name as exception_name  # for fingerprint functions: one import
+from .._records import ErrorEvent
+from .._records import exception_name as exception_name  # for fingerprint functions: one import
 
 FingerprintFunction = Callable[[ErrorEvent], str]
 

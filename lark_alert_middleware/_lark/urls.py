@@ -10,14 +10,14 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_plus
 
-from .redact import Redactor
+from .._secret_names import SecretNames
 
 MASK = "***"
 # scheme://authority, then the rest; a URL without `//` (`unix:/path`) has no host, so no userinfo.
 _WITH_AUTHORITY = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<authority>[^/?#]*)(?P<rest>.*)", re.DOTALL
 )
-_names = Redactor()
+_names = SecretNames()
 
 
 def safe_url(url: str, *, webhook: bool = False) -> str:
@@ -56,7 +56,7 @@ def _safe_parameters(text: str, every_value: bool) -> str:
     pieces = []
     for piece in text.split("&"):
         name, equals, value = piece.partition("=")
-        if value and (every_value or _names.is_secret_name(unquote_plus(name))):
+        if value and (every_value or _names.is_secret(unquote_plus(name))):
             piece = f"{name}{equals}{MASK}"
         pieces.append(piece)
     return "&".join(pieces)

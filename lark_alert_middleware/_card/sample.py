@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
-from .event import CapturedBody, ErrorEvent
-from .fingerprint import fingerprint_of
+from .._records import CapturedBody, ErrorEvent, Repeats
 from .redact import Redactor
-from .view import AlertView, ExceptionView, Repeats, build_view
+from .view import AlertView, ExceptionView, build_view
 
 
 def _sample_exception() -> ZeroDivisionError:
@@ -20,7 +18,7 @@ def _sample_exception() -> ZeroDivisionError:
 
 
 def sample_event() -> ErrorEvent:
-    request = json.dumps({"order_id": 42, "quantity": 0, "card_token": "tok_sample"}).encode()
+    request = b'{"order_id": 42, "quantity": 0, "card_token": "tok_sample"}'
     response = b"Internal Server Error"
     return ErrorEvent(
         timestamp=1_767_225_600.0,
@@ -56,9 +54,11 @@ SAMPLE_TRACEBACK = """Traceback (most recent call last):
 ZeroDivisionError: integer division or modulo by zero"""
 
 
+SAMPLE_FINGERPRINT = "POST /orders/{order_id}/split 500 ZeroDivisionError"
+
+
 def sample_view(redactor: Redactor) -> AlertView:
     event = sample_event()
-    fingerprint = fingerprint_of(event.method, event.route, event.status_code, event.exception)
-    view = build_view(event, fingerprint, Repeats(3, 1_767_225_540.0), redactor)
+    view = build_view(event, SAMPLE_FINGERPRINT, Repeats(3, 1_767_225_540.0), redactor)
     exception = ExceptionView("ZeroDivisionError", "integer division or modulo by zero", SAMPLE_TRACEBACK)
     return dataclasses.replace(view, exception=exception)

@@ -12,12 +12,13 @@ import contextlib
 import enum
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from json import dumps as json_dumps
+from json import loads as json_loads
 from typing import cast
 
 import httpx
@@ -90,7 +91,7 @@ def message_body(card_json: str, secret: str | None, timestamp: int) -> bytes:
     """The posted JSON: the card under `card`, with `timestamp` and `sign` when a secret is set."""
     head = ""
     if secret:
-        head = f'"timestamp":"{timestamp}","sign":{json.dumps(sign(secret, timestamp))},'
+        head = f'"timestamp":"{timestamp}","sign":{json_dumps(sign(secret, timestamp))},'
     return f'{{{head}"msg_type":"interactive","card":{card_json}}}'.encode()
 
 
@@ -102,7 +103,7 @@ def redact_url(url: str) -> str:
 def read_answer(status: int, body: bytes, retry_after_header: str | None = None) -> LarkAnswer:
     retry_after = _retry_after(retry_after_header)
     try:
-        payload = json.loads(body) if body else None
+        payload = json_loads(body) if body else None
     except ValueError:
         payload = None
     code, message = _code_and_message(payload)

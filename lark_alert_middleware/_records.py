@@ -1,0 +1,237 @@
+"""The records that pass between the stages: frozen, holding data only.
+
+A source captures an `ErrorEvent`; the pipeline claims it (`ClaimRequest` -> `Claim`) and makes it
+an `Alert` with its `Repeats`, or folds it into a `DigestSummary`; the card stage turns either
+into a `RenderedCard`, which delivery posts to a `Destination`. `AlerterStats` says what happened.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+# Frames of a traceback shown on a card: the innermost ones, where the error was raised.
+TRACEBACK_FRAMES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedBody:
+    """The first bytes of a request or response body, and how many bytes there were in all."""
+
+    data: bytes = b""
+    size: int = 0
+    content_type: str | None = None
+    content_encoding: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.data)
+
+
+NO_BODY = CapturedBody()
+
+
+def exception_name(exception: BaseException | None) -> str:
+    """`ValueError` for builtins, `package.module.Error` otherwise; empty without an exception."""
+    if exception is None:
+        return ""
+    kind = type(exception)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionText:
+    """An exception as a card shows it, unredacted, holding none of the exception's frames."""
+
+    type_name: str
+    message: str
+    traceback: str
+
+    @classmethod
+    def of(cls, exception: BaseException) -> ExceptionText:
+        try:
+            message = str(exception)
+        except Exception:
+            message = "<str() of the exception failed>"
+        try:
+            formatted = traceback.TracebackException.from_exception(exception, limit=-TRACEBACK_FRAMES)
+            trace = "".join(formatted.format()).rstrip("\n")
+        except Exception:
+            trace = ""
+        return cls(exception_name(exception), message, trace)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    """One failing request as the middleware saw it. Raw: redaction happens before rendering."""
+
+    timestamp: float
+    duration_seconds: float
+    method: str
+    scheme: str
+    path: str
+    route: str | None
+    query_string: str
+    headers: tuple[tuple[str, str], ...]
+    client: str | None
+    request_id: str
+    status_code: int
+    request_body: CapturedBody
+    response_body: CapturedBody
+    exception: BaseException | None
+    trace_id: str | None = None
+    # The method as the client sent it (cut short), when `method` groups it as OTHER.
+    sent_method: str | None = None
+    # Set instead of `exception` once the event waits to be posted (see `without_frames`).
+    exception_text: ExceptionText | None = None
+
+    def without_frames(self) -> ErrorEvent:
+        """This event with its exception as text: a traceback keeps every frame's locals alive
+        (a request body read into memory, say) for as long as the alert waits for its turn."""
+        if self.exception is None:
+            return self
+        return replace(self, exception=None, exception_text=ExceptionText.of(self.exception))
+
+    @property
+    def is_error(self) -> bool:
+        """A server error or an exception (red, and first in line), rather than a client error (orange)."""
+        return self.status_code >= 500 or self.exception is not None or self.exception_text is not None
+
+    def header(self, name: str) -> str | None:
+        """The first value of a request header, by case-insensitive name."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key == wanted:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Repeats:
+    """How often the error happened, unreported, since the previous alert for it."""
+
+    count: int
+    since: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Claim the window of `key`, or, if it is taken, add `repeats_here` to its next alert's count."""
+
+    key: str
+    window_seconds: int
+    repeats_here: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The store's answer: `first` means this caller raises the alert."""
+
+    first: bool
+    remaining_seconds: float
+    repeats: int = 0
+    previous_alert_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A claimed error, waiting for its turn; rendered only when it is about to be posted."""
+
+    fingerprint: str
+    event: ErrorEvent
+    repeats: Repeats
+
+
+@dataclass(frozen=True, slots=True)
+class DigestLine:
+    fingerprint: str
+    status_code: int
+    count: int
+    example_path: str
+    route: str | None = None  # the example path's route template, which says what in it is a parameter
+    is_error: bool = False  # a server error or an exception
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSummary:
+    """What one digest card reports: `total` errors between `started_at` and `ended_at`."""
+
+    started_at: float
+    ended_at: float
+    total: int
+    lines: tuple[DigestLine, ...]  # server errors first, then the most frequent
+    uncounted_kinds_total: int
+    units: int
+    has_errors: bool = False  # a server error or an exception among them, listed or not
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedCard:
+    """A card ready to post: its compact JSON text and size in UTF-8 bytes."""
+
+    card: dict[str, Any]
+    json_text: str
+    size: int
+    # When this is the minimal card sent instead: what the template raised for this alert.
+    template_error: Exception | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlerterStats:
+    """A snapshot of what the alerter did since the process started.
+
+    raised: alerting errors seen; deduplicated: repeats inside a window; sent: cards Lark
+    accepted (or logged, without a webhook); retried: extra post attempts; failed: cards
+    given up on, and cards sent without a part that could not be rendered (each named on the
+    card and logged once per cause); coalesced: errors folded into a digest card; dropped:
+    errors lost.
+    """
+
+    raised: int = 0
+    deduplicated: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    coalesced: int = 0
+    dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class MadeCard:
+    """A card made for an alert or a digest, a line saying what it is for the log, and whether
+    it is whole (False: parts of it, named on it, could not be shown)."""
+
+    rendered: RenderedCard
+    summary: str
+    complete: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where cards go and how they look there: one Lark bot, or the log when it has no webhook.
+
+    Each destination has its own rate budget and digest (Lark limits every bot on its own).
+    """
+
+    name: str
+    webhook_url: str | None = field(default=None, repr=False)  # holds the bot's token
+    webhook_secret: str | None = field(default=None, repr=False)
+    keyword: str | None = None
+    template: Path | None = None
+    mentions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HandedOff:
+    """An error on its way from a source to the alerter loop, with the repeats counted for it there."""
+
+    fingerprint: str
+    event: ErrorEvent
+    repeats_here: int
