@@ -9,7 +9,6 @@ reported, so the next alert can say how often the error happened since the previ
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from redis.exceptions import NoScriptError
 
 from .._records import Claim, ClaimRequest
 from .breaker import CircuitBreaker
+from .room import make_room
 
 # How long a repeat count and the previous alert's time are kept between windows.
 HISTORY_SECONDS = 7 * 24 * 3600
@@ -79,14 +79,11 @@ class InProcessDedupStore:
                 entry.repeats += count
 
     def _make_room(self, now: float) -> None:
-        if len(self._entries) < self._capacity:
-            return
-        # Down to 90% at once, so that a storm of distinct errors sweeps once per many inserts.
-        for key in [key for key, entry in self._entries.items() if entry.window_ends <= now]:
-            del self._entries[key]
-        excess = len(self._entries) - self._capacity * 9 // 10
-        for key in list(itertools.islice(self._entries, max(0, excess))):
-            del self._entries[key]
+        if len(self._entries) >= self._capacity:
+            make_room(self._entries, self._capacity, lambda entry: entry.window_ends <= now, self._drop)
+
+    def _drop(self, key: str) -> None:
+        del self._entries[key]
 
     def __len__(self) -> int:
         return len(self._entries)

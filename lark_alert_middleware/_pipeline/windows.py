@@ -12,6 +12,8 @@ import itertools
 import math
 import threading
 
+from .room import make_room
+
 
 class Tally:
     """A count that any thread adds to without taking a lock: `next(tally.steps)`.
@@ -144,13 +146,12 @@ class SuppressionWindows:
         return taken
 
     def _make_room(self, now: float) -> None:
-        # Down to 90% at once, so that a storm of distinct errors sweeps once per many inserts.
-        expired = [key for key, window in self._windows.items() if window.ends <= now and not window.value()]
-        for key in expired:
-            self._drop(key)
-        excess = len(self._windows) - self._capacity * 9 // 10
-        for key in list(itertools.islice(self._windows, max(0, excess))):
-            self._drop(key)
+        make_room(
+            self._windows,
+            self._capacity,
+            lambda window: window.ends <= now and not window.value(),
+            self._drop,
+        )
 
     def _drop(self, fingerprint: str) -> None:
         window = self._windows.pop(fingerprint)
