@@ -33,6 +33,11 @@ class CapturedBody:
 NO_BODY = CapturedBody()
 
 
+def as_text(text: str) -> str:
+    """`text`, with any lone surrogate (undecodable bytes) written as `\\udcxx`, so UTF-8 can carry it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def exception_name(exception: BaseException | None) -> str:
     """`ValueError` for builtins, `package.module.Error` otherwise; empty without an exception."""
     if exception is None:
@@ -65,29 +70,62 @@ class ExceptionText:
         return cls(exception_name(exception), message, trace)
 
 
+# Where an error was seen: a failing HTTP response or request (the default), and the others.
+HTTP = "http"
+WEBSOCKET = "websocket"
+BACKGROUND = "background"  # after the response: a background task, or a stream that failed
+LOG = "log"
+CAPTURE = "capture"
+STARTUP = "startup"
+RELAY = "relay"
+SOURCES = (HTTP, WEBSOCKET, BACKGROUND, LOG, CAPTURE, STARTUP, RELAY)
+
+# How bad an error is, for sources that say so (an HTTP error's comes from its status):
+# critical and error are red (and mention), warning orange, info blue, resolved green.
+LEVELS = ("critical", "error", "warning", "info", "resolved")
+ERROR_LEVELS = frozenset({"critical", "error"})
+
+Pairs = tuple[tuple[str, str], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorEvent:
-    """One failing request as the middleware saw it. Raw: redaction happens before rendering."""
+    """One error as a source saw it. Raw: redaction happens before rendering.
+
+    The request fields describe the HTTP request (or websocket, or the request an error
+    happened during); a source that has none leaves them empty. A source other than a failing
+    response says what failed in `subject` ("RuntimeError in background task after 200 POST
+    /export") and gives its grouping rule's `fingerprint`.
+    """
 
     timestamp: float
-    duration_seconds: float
-    method: str
-    scheme: str
-    path: str
-    route: str | None
-    query_string: str
-    headers: tuple[tuple[str, str], ...]
-    client: str | None
-    request_id: str
-    status_code: int
-    request_body: CapturedBody
-    response_body: CapturedBody
-    exception: BaseException | None
+    duration_seconds: float = 0.0
+    method: str = ""
+    scheme: str = "http"
+    path: str = ""
+    route: str | None = None
+    query_string: str = ""
+    headers: Pairs = ()
+    client: str | None = None
+    request_id: str = ""
+    status_code: int = 0
+    request_body: CapturedBody = NO_BODY
+    response_body: CapturedBody = NO_BODY
+    exception: BaseException | None = None
     trace_id: str | None = None
     # The method as the client sent it (cut short), when `method` groups it as OTHER.
     sent_method: str | None = None
     # Set instead of `exception` once the event waits to be posted (see `without_frames`).
     exception_text: ExceptionText | None = None
+    source: str = HTTP
+    subject: str | None = None  # what failed, in a few words; None: `<status> <method> <route>`
+    fingerprint: str | None = None  # the source's grouping of it; None: the HTTP rule
+    level: str | None = None  # one of LEVELS; None: from the status and the exception
+    message: str | None = None  # a log record's or a captured message, a relayed alert's text
+    logger_name: str | None = None
+    details: Pairs = ()  # shown as fields: log `extra`, `capture_*` context, a websocket's counts...
+    labels: Pairs = ()  # what identifies a relayed alert (routes match them); shown as fields too
+    links: Pairs = ()  # (label, http(s) URL): buttons on the card
 
     def without_frames(self) -> ErrorEvent:
         """This event with its exception as text: a traceback keeps every frame's locals alive
@@ -99,7 +137,23 @@ class ErrorEvent:
     @property
     def is_error(self) -> bool:
         """A server error or an exception (red, and first in line), rather than a client error (orange)."""
+        if self.level is not None:
+            return self.level in ERROR_LEVELS
         return self.status_code >= 500 or self.exception is not None or self.exception_text is not None
+
+    @property
+    def severity(self) -> str:
+        """One of LEVELS: what colour its card is."""
+        if self.level is not None:
+            return self.level
+        return "error" if self.is_error else "warning"
+
+    @property
+    def exception_type(self) -> str:
+        """The exception's type name (see `exception_name`), held or as text; empty without one."""
+        if self.exception_text is not None:
+            return self.exception_text.type_name
+        return exception_name(self.exception)
 
     def header(self, name: str) -> str | None:
         """The first value of a request header, by case-insensitive name."""

@@ -27,7 +27,7 @@ from ._lark.urls import safe_url
 from ._lark.webhook import LarkAnswer, LarkWebhook, Outcome, redact_url
 from ._pipeline.build import build_pipeline, destination_of, webhook_for
 from ._pipeline.fingerprint import default_fingerprint
-from ._records import ErrorEvent, RenderedCard
+from ._records import HTTP, SOURCES, ErrorEvent, RenderedCard
 from ._sources.event_json import event_from_json
 from .preview import ShownCard, page_html
 
@@ -184,7 +184,7 @@ def preview(arguments: argparse.Namespace) -> int:
         event = _event(arguments.event)
         rendered = cards.event_card(event, default_fingerprint(event))
     else:
-        rendered = cards.sample_card()
+        rendered = cards.sample_card(arguments.source)
     if arguments.html is None:
         print(json.dumps(rendered.card, ensure_ascii=False, indent=2))
         return OK
@@ -220,6 +220,12 @@ def _parser() -> argparse.ArgumentParser:
     show = command("preview", preview, "render the card for a sample or a JSON event")
     show.add_argument("--event", metavar="FILE", help="a JSON event document ('-' reads stdin)")
     show.add_argument("--html", metavar="FILE", type=Path, help="write an HTML page instead of JSON")
+    show.add_argument(
+        "--source",
+        choices=SOURCES,
+        default=HTTP,
+        help="whose sample card: a failing request (http, the default) or another source",
+    )
     return parser
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._config import ConfigurationError
-from .._records import Alert, DigestSummary, ErrorEvent, MadeCard, RenderedCard
+from .._records import HTTP, Alert, DigestSummary, ErrorEvent, MadeCard, RenderedCard
 from .redact import Redactor
-from .render import CardRenderer, checked_renderer, last_resort_card, minimal_card
+from .render import CardRenderer, checked_renderer, last_resort_card, minimal_card, minimal_subject
 from .sample import sample_view
 from .view import (
     CARD_CPU_BUDGET_SECONDS,
@@ -74,9 +74,9 @@ class CardMaker:
         """
         self._loaded = checked_renderer(self._template, lambda: sample_view(self._redactor), self.settings)
 
-    def sample_card(self) -> RenderedCard:
-        """The sample alert's card, as it would be posted (for `lark-alert`)."""
-        return self._renderer().render(sample_view(self._redactor), self.settings)
+    def sample_card(self, source: str = HTTP) -> RenderedCard:
+        """A source's sample alert's card, as it would be posted (for `lark-alert`)."""
+        return self._renderer().render(sample_view(self._redactor, source), self.settings)
 
     def event_card(self, event: ErrorEvent, fingerprint: str) -> RenderedCard:
         """The card of `event`, as it would be posted the first time (for `lark-alert preview`)."""
@@ -101,14 +101,15 @@ class CardMaker:
                 failures.append(("the card template", rendered.template_error))
         except ConfigurationError as error:  # the template cannot be used at all
             failures.append(("the card template", error))
-            rendered = self._minimal(
-                event, view.path, ["the card template cannot be used", *_described(view)], failures
-            )
+            not_shown = ["the card template cannot be used", *_described(view)]
+            rendered = self._minimal(event, view.path, not_shown, failures, view.subject)
         except Exception as error:  # in the template's variables: the minimal card needs none of them
             failures.append(("the card's details", error))
-            rendered = self._minimal(event, view.path, ["the card's details", *_described(view)], failures)
+            not_shown = ["the card's details", *_described(view)]
+            rendered = self._minimal(event, view.path, not_shown, failures, view.subject)
         self._report(failures)
-        return MadeCard(rendered, _summary(event, view.path, view.exception, settings), not failures)
+        summary = _summary(event, view.path, view.subject, view.exception, settings)
+        return MadeCard(rendered, summary, not failures)
 
     def overdue_card(self, alert: Alert, seconds: float) -> MadeCard:
         """For an alert whose card took longer than `seconds` to make: its title, nothing redacted."""
@@ -116,7 +117,8 @@ class CardMaker:
         failures: Failures = [("the card", TimeoutError(reason))]
         rendered = self._minimal(alert.event, NOT_SHOWN, [reason], failures)
         self._report(failures)
-        return MadeCard(rendered, _summary(alert.event, NOT_SHOWN, None, self.settings), complete=False)
+        summary = _summary(alert.event, NOT_SHOWN, "", None, self.settings)
+        return MadeCard(rendered, summary, complete=False)
 
     def digest_card(self, summary: DigestSummary) -> MadeCard:
         described = f"digest of {summary.total} errors"
@@ -132,16 +134,17 @@ class CardMaker:
         return MadeCard(self._last_resort(summary), f"digest of {summary.total} errors", complete=False)
 
     def _last_resort(self, summary: DigestSummary) -> RenderedCard:
-        return last_resort_card(f"{summary.total} more errors", summary.has_errors, self.settings)
+        severity = "error" if summary.has_errors else "warning"
+        return last_resort_card(f"{summary.total} more errors", severity, self.settings)
 
     def _minimal(
-        self, event: ErrorEvent, path: str, not_shown: list[str], failures: Failures
+        self, event: ErrorEvent, path: str, not_shown: list[str], failures: Failures, subject: str = ""
     ) -> RenderedCard:
         try:
-            return minimal_card(event, path, self.settings, not_shown)
+            return minimal_card(event, path, self.settings, not_shown, subject)
         except Exception as error:
             failures.append(("the minimal card", error))
-            return last_resort_card(f"{event.status_code}", event.is_error, self.settings)
+            return last_resort_card(event.source, event.severity, self.settings)
 
     def _report(self, failures: Failures) -> None:
         for part, error in failures:
@@ -171,12 +174,13 @@ def _described(view: AlertView) -> list[str]:
     return [failure.describe() for failure in view.failures]
 
 
-def _summary(event: ErrorEvent, path: str, exception: ExceptionView | None, settings: CardSettings) -> str:
+def _summary(
+    event: ErrorEvent, path: str, subject: str, exception: ExceptionView | None, settings: CardSettings
+) -> str:
     failure = f" · {exception.type}: {exception.message}" if exception else ""
-    return (
-        f"{event.status_code} {event.method} {event.route or path} · "
-        f"{settings.service} ({settings.environment}) · request id {event.request_id}{failure}"
-    )
+    request_id = f" · request id {event.request_id}" if event.request_id else ""
+    where = f"{settings.service} ({settings.environment})"
+    return f"{minimal_subject(event, path, subject)} · {where}{request_id}{failure}"
 
 
 class CardWorker(Executor):

@@ -22,7 +22,7 @@ from typing import Any
 import jinja2
 
 from .._config import ConfigurationError
-from .._records import DigestSummary, ErrorEvent, RenderedCard
+from .._records import ERROR_LEVELS, DigestSummary, ErrorEvent, RenderedCard
 from .excerpt import printable
 from .markup import (
     LarkText,
@@ -34,7 +34,10 @@ from .markup import (
 )
 from .view import (
     FULL_SIZES,
+    NOT_SHOWN,
+    SEVERITY_COLOURS,
     SEVERITY_ICONS,
+    SOURCE_NAMES,
     AlertView,
     CardSettings,
     Sizes,
@@ -46,6 +49,8 @@ LARK_BODY_LIMIT = 20 * 1024
 # The signed envelope around the card: {"timestamp":"…","sign":"…","msg_type":"interactive","card":…}
 ENVELOPE_BYTES = 128
 CARD_BUDGET = LARK_BODY_LIMIT - ENVELOPE_BYTES
+# How much of a subject a card without a template shows.
+SUBJECT_CHARACTERS = 300
 
 # Tried in order until the card fits: bodies and traceback shrink before anything else.
 SHRINKING_SIZES = (
@@ -170,11 +175,13 @@ class CardRenderer:
             try:
                 rendered = self._render_once(variables, expected_mentions, not_shown=not_shown)
             except Exception as error:  # a template may fail in any way for some data
-                failed = minimal_card(view.event, view.path, card, ["the card template failed", *not_shown])
+                not_shown = ["the card template failed", *not_shown]
+                failed = minimal_card(view.event, view.path, card, not_shown, view.subject)
                 return replace(failed, template_error=error)
             if rendered.size <= self._budget:
                 return rendered
-        return minimal_card(view.event, view.path, card, ["the details were too large for a Lark card"])
+        too_large = ["the details were too large for a Lark card"]
+        return minimal_card(view.event, view.path, card, too_large, view.subject)
 
     def render_digest(self, summary: DigestSummary, card: CardSettings) -> RenderedCard:
         """The digest card; bounded by construction (at most DIGEST_LINES lines, each cut short)."""
@@ -228,44 +235,58 @@ def rendered_card(card: dict[str, Any]) -> RenderedCard:
     return RenderedCard(card, compact, len(encoded))
 
 
-def minimal_card(event: ErrorEvent, path: str, card: CardSettings, not_shown: list[str]) -> RenderedCard:
+def minimal_card(
+    event: ErrorEvent, path: str, card: CardSettings, not_shown: list[str], subject: str = ""
+) -> RenderedCard:
     """Title, status, route and request id, the configured mention, and what was not shown: always valid.
 
-    `path` is the redacted path (shown only when no route matched), never the raw one.
+    `path` and `subject` are redacted (the path is shown only when no route matched), never raw.
     """
-    icon = SEVERITY_ICONS[event.is_error]
-    subject = f"{event.status_code} {printable(event.method)[:20]} {printable(event.route or path)[:200]}"
-    title = f"{icon} {subject} · {card.service} · {card.environment}"
+    icon = SEVERITY_ICONS[event.severity]
+    title = f"{icon} {minimal_subject(event, path, subject)} · {card.service} · {card.environment}"
     occurred = datetime.fromtimestamp(event.timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
-        f"Request id: {printable(event.request_id)[:100]}",
+        f"Request id: {printable(event.request_id)[:100]}" if event.request_id else "",
         f"Time: {occurred}",
         f"Not shown: {'; '.join(not_shown)}; see the logs.",
     ]
-    return _plain_card(title, event.is_error, "\n".join(lines), card)
+    return _plain_card(title, event.severity, "\n".join(line for line in lines if line), card)
 
 
-def _plain_card(title: str, is_error: bool, text: str, card: CardSettings) -> RenderedCard:
+def minimal_subject(event: ErrorEvent, path: str, subject: str = "") -> str:
+    """What failed, in a few printable words, without a template.
+
+    The redacted `subject` of a source other than a failing response, or, when it could not be
+    made, the source and the exception type; else status, method and route (or redacted `path`).
+    """
+    if event.subject is not None:
+        if subject and subject != NOT_SHOWN:
+            return subject[:SUBJECT_CHARACTERS]
+        return f"{event.exception_type or 'error'} ({SOURCE_NAMES.get(event.source, event.source)})"
+    return f"{event.status_code} {printable(event.method)[:20]} {printable(event.route or path)[:200]}"
+
+
+def _plain_card(title: str, severity: str, text: str, card: CardSettings) -> RenderedCard:
     """A card of plain text, mentioning whom the configuration says for an error."""
     if card.keyword:
         title = f"{card.keyword} {title}"
     elements: list[dict[str, Any]] = [{"tag": "div", "text": {"tag": "plain_text", "content": text}}]
-    if is_error and card.mentions:
+    if severity in ERROR_LEVELS and card.mentions:
         elements.insert(0, {"tag": "markdown", "content": str(card.mentions)})
     return rendered_card(
         {
             "config": {"wide_screen_mode": True},
             "header": {
                 "title": {"tag": "plain_text", "content": title[:300]},
-                "template": "red" if is_error else "orange",
+                "template": SEVERITY_COLOURS[severity],
             },
             "elements": elements,
         }
     )
 
 
-def last_resort_card(subject: str, is_error: bool, card: CardSettings) -> RenderedCard:
+def last_resort_card(subject: str, severity: str, card: CardSettings) -> RenderedCard:
     """When even the minimal card could not be made: what it was about, in a few words, and the service."""
-    title = f"{SEVERITY_ICONS[is_error]} {subject} · {card.service} · {card.environment}"
+    title = f"{SEVERITY_ICONS[severity]} {subject} · {card.service} · {card.environment}"
     text = "An error was reported, but its card could not be made; see the logs."
-    return _plain_card(title, is_error, text, card)
+    return _plain_card(title, severity, text, card)

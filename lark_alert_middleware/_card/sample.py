@@ -1,10 +1,22 @@
-"""A realistic sample alert: checks templates at start-up and feeds `preview` and `send-test`."""
+"""Realistic sample alerts, one per source: they check templates at start-up (the HTTP one) and
+feed `lark-alert preview --source` and `send-test`."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from .._records import CapturedBody, ErrorEvent, Repeats
+from .._records import (
+    BACKGROUND,
+    CAPTURE,
+    HTTP,
+    LOG,
+    RELAY,
+    STARTUP,
+    WEBSOCKET,
+    CapturedBody,
+    ErrorEvent,
+    Repeats,
+)
 from .redact import Redactor
 from .view import AlertView, ExceptionView, build_view
 
@@ -57,8 +69,103 @@ ZeroDivisionError: integer division or modulo by zero"""
 SAMPLE_FINGERPRINT = "POST /orders/{order_id}/split 500 ZeroDivisionError"
 
 
-def sample_view(redactor: Redactor) -> AlertView:
-    event = sample_event()
-    view = build_view(event, SAMPLE_FINGERPRINT, Repeats(3, 1_767_225_540.0), redactor)
+def sample_events() -> dict[str, tuple[ErrorEvent, str]]:
+    """A sample event of every source, with its fingerprint."""
+    http = sample_event()
+    request = {
+        "timestamp": http.timestamp,
+        "method": "POST",
+        "path": "/orders/42/export",
+        "route": "/orders/{order_id}/export",
+        "request_id": http.request_id,
+    }
+    error = _sample_exception()
+    return {
+        HTTP: (http, SAMPLE_FINGERPRINT),
+        BACKGROUND: (
+            ErrorEvent(
+                **request,  # type: ignore[arg-type]
+                status_code=200,
+                exception=error,
+                source=BACKGROUND,
+                subject="ZeroDivisionError in background task after 200 POST /orders/{order_id}/export",
+                fingerprint="POST /orders/{order_id}/export after response ZeroDivisionError",
+                details=(("Task", "send_invoice"),),
+            ),
+            "POST /orders/{order_id}/export after response ZeroDivisionError",
+        ),
+        WEBSOCKET: (
+            ErrorEvent(
+                timestamp=http.timestamp,
+                duration_seconds=754.2,
+                method="WEBSOCKET",
+                path="/live/orders/42",
+                route="/live/orders/{order_id}",
+                request_id=http.request_id,
+                exception=error,
+                source=WEBSOCKET,
+                subject="ZeroDivisionError in websocket /live/orders/{order_id}",
+                fingerprint="WEBSOCKET /live/orders/{order_id} ZeroDivisionError",
+                details=(("Connected for", "12 min 34 s"), ("Messages", "41 received, 39 sent")),
+            ),
+            "WEBSOCKET /live/orders/{order_id} ZeroDivisionError",
+        ),
+        LOG: (
+            ErrorEvent(
+                **request,  # type: ignore[arg-type]
+                source=LOG,
+                level="error",
+                logger_name="shop.payments",
+                subject="payment provider timed out, order 42 left unpaid",
+                message="payment provider timed out, order 42 left unpaid",
+                fingerprint="LOG shop.payments ERROR payment provider timed out, order %s left unpaid",
+                details=(("provider", "acme-pay"), ("attempt", "3")),
+            ),
+            "LOG shop.payments ERROR payment provider timed out, order %s left unpaid",
+        ),
+        CAPTURE: (
+            ErrorEvent(
+                timestamp=http.timestamp,
+                exception=error,
+                source=CAPTURE,
+                subject="ZeroDivisionError: integer division or modulo by zero",
+                fingerprint="CAPTURE ZeroDivisionError shop.billing:split_total",
+                details=(("job", "nightly-invoices"), ("customer", "1234")),
+            ),
+            "CAPTURE ZeroDivisionError shop.billing:split_total",
+        ),
+        STARTUP: (
+            ErrorEvent(
+                timestamp=http.timestamp,
+                exception=error,
+                source=STARTUP,
+                subject="start-up failed: ZeroDivisionError",
+                fingerprint="STARTUP ZeroDivisionError",
+                details=(("Restarts", "3 since the first failure"),),
+            ),
+            "STARTUP ZeroDivisionError",
+        ),
+        RELAY: (
+            ErrorEvent(
+                timestamp=http.timestamp,
+                source=RELAY,
+                level="critical",
+                subject="HighErrorRate: checkout 5xx above 5%",
+                message="The checkout service answers 7.3% of requests with a 5xx.",
+                fingerprint="RELAY alertmanager 3f1c2d9e8b7a4c6d",
+                labels=(("alertname", "HighErrorRate"), ("service", "checkout"), ("severity", "critical")),
+                links=(("Silence", "https://alertmanager.example.com/#/silences/new"),),
+            ),
+            "RELAY alertmanager 3f1c2d9e8b7a4c6d",
+        ),
+    }
+
+
+def sample_view(redactor: Redactor, source: str = HTTP) -> AlertView:
+    """The view of a source's sample alert, with a traceback as a service would have it."""
+    event, fingerprint = sample_events()[source]
+    view = build_view(event, fingerprint, Repeats(3, 1_767_225_540.0), redactor)
+    if view.exception is None:
+        return view
     exception = ExceptionView("ZeroDivisionError", "integer division or modulo by zero", SAMPLE_TRACEBACK)
     return dataclasses.replace(view, exception=exception)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from http import HTTPStatus
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from .._config import AlertSettings
+from .._lark.urls import safe_url
 from .._records import (
     CapturedBody,
     Destination,
@@ -105,6 +106,11 @@ class AlertView:
     response_body: BodyExcerpt
     exception: ExceptionView | None
     failures: tuple[PartFailure, ...] = ()
+    subject: str = ""  # what failed, for sources other than a failing response; "": the HTTP subject
+    message: str = ""
+    details: list[tuple[str, str]] = field(default_factory=list)
+    labels: list[tuple[str, str]] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)
 
 
 T = TypeVar("T")
@@ -162,8 +168,29 @@ def build_view(
             _unreadable(event.response_body),
         ),
         exception=exception,
+        # Parts only some sources have: built (and possibly left out) only when there.
+        subject=parts.build("subject", lambda: _subject(event, redactor), NOT_SHOWN) if event.subject else "",
+        message=parts.build("message", lambda: printable(redactor.excerpt(event.message or "")), NOT_SHOWN)
+        if event.message
+        else "",
+        details=parts.build("details", lambda: _pairs(event.details, redactor), []) if event.details else [],
+        labels=parts.build("labels", lambda: _pairs(event.labels, redactor), []) if event.labels else [],
+        links=parts.build("links", lambda: _links(event.links, redactor), []) if event.links else [],
         failures=tuple(parts.failures),
     )
+
+
+def _subject(event: ErrorEvent, redactor: Redactor) -> str:
+    return "" if event.subject is None else printable(redactor.text(event.subject))
+
+
+def _links(links: Iterable[tuple[str, str]], redactor: Redactor) -> list[tuple[str, str]]:
+    """Buttons: http(s) links only, with whatever may be a credential in them masked."""
+    return [
+        (printable(redactor.text(label)), printable(safe_url(url)))
+        for label, url in links
+        if urlsplit(url).scheme in ("http", "https")
+    ]
 
 
 def _pairs(items: Iterable[tuple[str, str]], redactor: Redactor) -> list[tuple[str, str]]:
@@ -231,13 +258,16 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
             shorten(view.exception.traceback, sizes.traceback, keep_end=True),
         )
     is_error = event.is_error
+    severity = event.severity
     route = event.route or view.path
     occurred = datetime.fromtimestamp(event.timestamp, tz=timezone.utc)
     variables: dict[str, Any] = {
-        "title": f"{event.status_code} {event.method} {shorten(route, sizes.value)}",
-        "severity": "error" if is_error else "warning",
-        "color": "red" if is_error else "orange",
-        "icon": SEVERITY_ICONS[is_error],
+        "title": shorten(view.subject, sizes.value * 2) or http_subject(event, shorten(route, sizes.value)),
+        "severity": severity,
+        "color": SEVERITY_COLOURS[severity],
+        "icon": SEVERITY_ICONS[severity],
+        "source": event.source,
+        "source_name": SOURCE_NAMES.get(event.source, event.source),
         "service": card.service,
         "environment": card.environment,
         "method": event.method,
@@ -256,7 +286,12 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
         "request_body": body(view.request_body),
         "response_body": body(view.response_body),
         "exception": exception,
-        "logs_url": _link(card.logs_url, "{request_id}", event.request_id),
+        "message": shorten(view.message, sizes.message * 2),
+        "logger": printable(event.logger_name or ""),
+        "details": [(shorten(k, 60), shorten(v, sizes.value)) for k, v in view.details[: sizes.header_count]],
+        "labels": [(shorten(k, 60), shorten(v, sizes.value)) for k, v in view.labels[: sizes.header_count]],
+        "links": [(shorten(k, 40), v) for k, v in view.links[:MAX_LINKS]],
+        "logs_url": _link(card.logs_url, "{request_id}", event.request_id) if event.request_id else None,
         "trace_id": event.trace_id,
         "trace_url": _link(card.trace_url, "{trace_id}", event.trace_id) if event.trace_id else None,
         "repeats": _repeats(view.repeats),
@@ -264,12 +299,38 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
         "keyword": card.keyword,
         "cut_note": "",
     }
+    cut_total += sum(len(k) + len(v) for k, v in view.details[sizes.header_count :])
+    cut_total += sum(len(k) + len(v) for k, v in view.labels[sizes.header_count :])
     return variables, cut_total
 
 
 DIGEST_LINES = 15
 # Shown first in the title, so that a phone's notification says how bad it is.
-SEVERITY_ICONS = {True: "🔴", False: "🟠"}
+SEVERITY_ICONS = {"critical": "🔴", "error": "🔴", "warning": "🟠", "info": "🔵", "resolved": "🟢"}
+SEVERITY_COLOURS = {
+    "critical": "red",
+    "error": "red",
+    "warning": "orange",
+    "info": "blue",
+    "resolved": "green",
+}
+# How a card names where its error was seen.
+SOURCE_NAMES = {
+    "http": "HTTP request",
+    "websocket": "websocket",
+    "background": "after the response",
+    "log": "log record",
+    "capture": "reported by the code",
+    "startup": "start-up",
+    "relay": "relayed alert",
+}
+# Buttons a card shows besides its logs and trace links.
+MAX_LINKS = 4
+
+
+def http_subject(event: ErrorEvent, route: str) -> str:
+    """What failed, for a failing HTTP response: `500 POST /orders/{order_id}`."""
+    return f"{event.status_code} {event.method} {route}"
 
 
 def redacted_digest(summary: DigestSummary, redactor: Redactor) -> DigestSummary:
@@ -294,7 +355,7 @@ def digest_variables(summary: DigestSummary, card: CardSettings) -> dict[str, An
     return {
         "title": f"{summary.total} more errors since {started} UTC",
         "color": "red" if summary.has_errors else "orange",
-        "icon": SEVERITY_ICONS[summary.has_errors],
+        "icon": SEVERITY_ICONS["error" if summary.has_errors else "warning"],
         "mentions": card.mentions if summary.has_errors else NO_MENTIONS,
         "service": card.service,
         "environment": card.environment,

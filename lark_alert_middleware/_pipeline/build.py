@@ -21,6 +21,7 @@ from .budget import FallbackRateBudget, RedisRateBudget
 from .clients import shared_clients
 from .dedup import DedupStore, FallbackDedupStore, InProcessDedupStore, RedisDedupStore
 from .digest import Digest
+from .fingerprint import FingerprintFunction
 from .outbox import Outbox
 from .pending import PendingWork
 from .pipeline import LoopParts, Pipeline
@@ -64,8 +65,14 @@ def webhook_for(destination: Destination, timeout: float) -> LarkWebhook | None:
     return LarkWebhook(destination.webhook_url, destination.webhook_secret, timeout)
 
 
-def build_pipeline(settings: AlertSettings, *, scrub: ScrubHook | None = None) -> Pipeline:
-    """The pipeline of validated `settings`, posting to their destination; `scrub` runs on every text."""
+def build_pipeline(
+    settings: AlertSettings,
+    *,
+    scrub: ScrubHook | None = None,
+    fingerprint: FingerprintFunction | None = None,
+) -> Pipeline:
+    """The pipeline of validated `settings`, posting to their destination; `scrub` runs on every
+    text, `fingerprint` (if given) groups errors instead of the default rule."""
     destination = destination_of(settings)
     cards = card_maker_for(settings, destination, scrub=scrub)
     counters = Counters()
@@ -109,4 +116,5 @@ def build_pipeline(settings: AlertSettings, *, scrub: ScrubHook | None = None) -
         counters=counters,
         pending=pending,
         make_parts=make_parts,
+        fingerprint=fingerprint,
     )

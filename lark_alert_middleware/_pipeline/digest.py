@@ -53,7 +53,7 @@ class Digest:
             if kind is not None:
                 kind.count += 1
             elif len(self._kinds) < self._max_kinds or (is_error and self._drop_a_warning()):
-                example_path = event.path[:EXAMPLE_PATH_CHARACTERS]
+                example_path = (event.path or event.subject or "")[:EXAMPLE_PATH_CHARACTERS]
                 self._kinds[fingerprint] = _Kind(event.status_code, 1, example_path, event.route, is_error)
                 self._warning_kinds += not is_error
             else:

@@ -40,5 +40,31 @@ def fingerprint_of(method: str, route: str | None, status_code: int, exception: 
 
 
 def default_fingerprint(event: ErrorEvent) -> str:
-    """The default rule applied to a captured event."""
+    """The default rule applied to a captured event: its source's grouping, or for a failing
+    response method, route template, status and exception type."""
+    if event.fingerprint is not None:
+        return event.fingerprint
     return fingerprint_of(event.method, event.route, event.status_code, event.exception)
+
+
+# How much of a message template a fingerprint keeps: templates are the code's, but may be long.
+TEMPLATE_CHARACTERS = 300
+
+
+def after_response_fingerprint(method: str, route: str | None, exception: BaseException | None) -> str:
+    """A failure after the response was sent (a background task): not the status, which was fine."""
+    return f"{method} {route or UNMATCHED_ROUTE} after response {exception_name(exception)}".rstrip()
+
+
+def websocket_fingerprint(route: str | None, exception: BaseException | None) -> str:
+    return f"WEBSOCKET {route or UNMATCHED_ROUTE} {exception_name(exception)}".rstrip()
+
+
+def log_fingerprint(logger_name: str, level: str, template: str, exception: BaseException | None) -> str:
+    """A log record by its logger, level and unformatted message: `order %s left unpaid` is one error."""
+    name = exception_name(exception)
+    return f"LOG {logger_name} {level} {template[:TEMPLATE_CHARACTERS]}{' ' + name if name else ''}"
+
+
+def startup_fingerprint(exception: BaseException | None) -> str:
+    return f"STARTUP {exception_name(exception)}".rstrip()

@@ -1,9 +1,11 @@
 """The pipeline: from a source's error to the destination's outbox, deduplicated across the fleet.
 
-A source talks to it through four methods and nothing else: `count_if_reported(known)` and
+A source talks to it through a few methods and nothing else: `count_if_reported(known)` and
 `is_reported(fingerprint)` (is this error already reported in its window? then it is counted),
-`submit(fingerprint, event)` (hand a new one over), and `name_service(name)`. All of them take
-microseconds on the calling thread. Everything else runs on the alerter thread (`loop.py`): one
+`submit(fingerprint, event)` (hand a new one over), `report(event)` (the three at once, for a
+source that keeps nothing between errors), `fingerprint_of(event)` (the configured grouping
+rule), `name_service(name)` and `count_lost()`. All of them take microseconds on the calling
+thread. Everything else runs on the alerter thread (`loop.py`): one
 consumer takes what was handed off, claims each error's window in the dedup store (one Redis
 round trip for a burst) and offers the alerts it won to the outbox.
 """
@@ -24,11 +26,21 @@ import anyio.to_thread
 
 from .._card.maker import CardMaker
 from .._config import AlertSettings
-from .._records import Alert, AlerterStats, Claim, ClaimRequest, ErrorEvent, HandedOff, Repeats
+from .._records import (
+    Alert,
+    AlerterStats,
+    Claim,
+    ClaimRequest,
+    ErrorEvent,
+    HandedOff,
+    Repeats,
+    as_text,
+)
 from .._stats import Counters
 from .clients import shared_clients
 from .dedup import DedupStore, FallbackDedupStore, dedup_key
 from .digest import Digest
+from .fingerprint import FingerprintFunction, default_fingerprint
 from .handoff import Handoff
 from .loop import LoopLocal, background_loop
 from .outbox import Outbox
@@ -40,6 +52,8 @@ logger = logging.getLogger("lark_alert_middleware")
 # How often repeats counted in windows that have ended are handed to the shared store.
 REPEATS_FLUSH_SECONDS = 5.0
 CLAIM_BATCH = 100
+# A custom fingerprint is cut to this many characters: it may be built from request data.
+CUSTOM_FINGERPRINT_CHARACTERS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +93,10 @@ class Pipeline:
         counters: Counters,
         pending: PendingWork,
         make_parts: Callable[[], LoopParts],
+        fingerprint: FingerprintFunction | None = None,
     ) -> None:
         self.settings = settings
+        self.custom_fingerprint = fingerprint
         self.shutdown_timeout = settings.shutdown_timeout
         self.cards = cards
         self.digest = digest
@@ -134,6 +150,33 @@ class Pipeline:
             self.counters.add("coalesced")
             if self.digest.add(fingerprint, event):
                 background_loop.call_soon(self._wake_outbox)
+
+    def report(self, event: ErrorEvent) -> None:
+        """Hand over an error unless it is already reported in its window (then it is counted).
+
+        For sources that keep nothing between errors (logs, websockets, background tasks, code
+        that reports what it caught): never raises, never blocks.
+        """
+        try:
+            fingerprint = self.fingerprint_of(event)
+            if not self.is_reported(fingerprint):
+                self.submit(fingerprint, event)
+        except Exception:
+            self.count_lost()
+            logger.exception("lark_alert_middleware: could not report an error")
+
+    def fingerprint_of(self, event: ErrorEvent) -> str:
+        """The error's fingerprint by the configured rule: the custom function, or the default."""
+        custom = self.custom_fingerprint
+        if custom is None:
+            return default_fingerprint(event)
+        try:
+            fingerprint = str(custom(event))
+        except Exception:
+            logger.exception("lark_alert_middleware: the fingerprint function failed; using the default")
+            return default_fingerprint(event)
+        # Made from request data, it may be long or hold lone surrogates: keys and cards need text.
+        return as_text(fingerprint[:CUSTOM_FINGERPRINT_CHARACTERS])
 
     def name_service(self, name: str) -> None:
         """The service's name, once the source knows it (the app's title, unless configured)."""

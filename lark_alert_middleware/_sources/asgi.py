@@ -27,16 +27,16 @@ from typing_extensions import Unpack
 from .._card.redact import ScrubHook
 from .._config import AlertOptions, ConfigurationError, load_settings
 from .._pipeline.build import build_pipeline
+from .._pipeline.current import current_pipeline
 from .._pipeline.fingerprint import (
     STANDARD_METHODS,
     FingerprintFunction,
-    default_fingerprint,
     fingerprint_of,
     grouped_method,
 )
 from .._pipeline.pipeline import Pipeline
-from .._records import ErrorEvent
-from .http import RequestBodyTee, ResponseCapture, RouteError, as_text, captured_event
+from .._records import ErrorEvent, as_text
+from .http import RequestBodyTee, ResponseCapture, RouteError, captured_event
 from .routes import is_mounted_more_than_once, route_template
 
 logger = logging.getLogger("lark_alert_middleware")
@@ -47,8 +47,6 @@ BODYLESS_METHODS = frozenset({"GET", "HEAD"})
 KNOWN_ERRORS_REMEMBERED = 1024
 # The mounts of one route object mounted in several places, kept on the request path.
 MOUNTS_REMEMBERED = 64
-# A custom fingerprint is cut to this many characters: it may be built from request data.
-CUSTOM_FINGERPRINT_CHARACTERS = 1000
 # How long lifespan start-up waits for the alerter thread to import, load certificates, connect.
 WARM_UP_WAIT_SECONDS = 3.0
 
@@ -101,7 +99,8 @@ class LarkAlertMiddleware:
         self._body_limit = settings.max_body_bytes
         self._excluded = _compile_patterns(settings.exclude_paths)
         self._service_known = settings.service is not None
-        self._pipeline = self.alerter = build_pipeline(settings, scrub=scrub)
+        self._pipeline = self.alerter = build_pipeline(settings, scrub=scrub, fingerprint=fingerprint)
+        current_pipeline.register_app(self._pipeline)
         if settings.webhook_url is None:
             logger.warning(
                 "lark_alert_middleware: LARK_WEBHOOK_URL is not set; alerts are written to this log "
@@ -221,7 +220,7 @@ class LarkAlertMiddleware:
                 fingerprint = fingerprint_of(method, route_template(scope), status, exception)
             else:
                 event = self._capture(scope, status, exception, duration, request_tee, capture)
-                fingerprint = self._custom_fingerprint(event)
+                fingerprint = pipeline.fingerprint_of(event)
             if pipeline.is_reported(fingerprint):
                 return
             if event is None:
@@ -230,17 +229,6 @@ class LarkAlertMiddleware:
         except Exception:
             pipeline.count_lost()
             logger.exception("lark_alert_middleware: could not capture a failing request")
-
-    def _custom_fingerprint(self, event: ErrorEvent) -> str:
-        fingerprint_function = self._fingerprint
-        assert fingerprint_function is not None
-        try:
-            fingerprint = str(fingerprint_function(event))
-        except Exception:
-            logger.exception("lark_alert_middleware: the fingerprint function failed; using the default")
-            return default_fingerprint(event)
-        # Made from request data, it may be long or hold lone surrogates: keys and cards need text.
-        return as_text(fingerprint[:CUSTOM_FINGERPRINT_CHARACTERS])
 
     def _capture(
         self,

@@ -130,11 +130,6 @@ def captured_event(
     )
 
 
-def as_text(text: str) -> str:
-    """`text`, with any lone surrogate (undecodable bytes) written as `\\udcxx`, so UTF-8 can carry it."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _request_id(headers: tuple[tuple[str, str], ...]) -> str:
     for name, value in headers:
         if name == "x-request-id" and _REQUEST_ID.fullmatch(value):
