@@ -72,6 +72,27 @@ StatusCodes = Annotated[frozenset[int], NoDecode, BeforeValidator(parse_status_c
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_comma_list)]
 
 
+def parse_thresholds(value: Any) -> tuple[int, ...]:
+    """Read `10,100,1000` (or an iterable of ints) into ascending counts; empty turns it off."""
+    if isinstance(value, int):
+        value = [value]
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    counts = set()
+    for part in value:
+        try:
+            count = int(part)
+        except (TypeError, ValueError):
+            raise ValueError(f"{str(part).strip()!r} is not a count; use a list like 10,100,1000") from None
+        if not 2 <= count <= 1_000_000_000:
+            raise ValueError(f"{count} is not a count between 2 and 1,000,000,000 (1 is the first card)")
+        counts.add(count)
+    return tuple(sorted(counts))
+
+
+ThresholdCounts = Annotated[tuple[int, ...], NoDecode, BeforeValidator(parse_thresholds)]
+
+
 class AlertSettings(BaseSettings):
     """Every option of the middleware: read from the environment, overridden by keyword arguments."""
 
@@ -102,6 +123,9 @@ class AlertSettings(BaseSettings):
     max_in_flight: int = Field(4, ge=1, le=64, validation_alias="LARK_ALERT_MAX_IN_FLIGHT")
     post_timeout: float = Field(10.0, gt=0, le=120, validation_alias="LARK_ALERT_POST_TIMEOUT")
     dedup_capacity: int = Field(10_000, ge=10, le=10_000_000, validation_alias="LARK_ALERT_DEDUP_CAPACITY")
+    # When the card speaks again: escalation inside a window.
+    escalate_at: ThresholdCounts = Field((10, 100, 1000, 10000), validation_alias="LARK_ALERT_ESCALATE_AT")
+    check_interval: float = Field(5.0, ge=0.1, le=60, validation_alias="LARK_ALERT_CHECK_INTERVAL")
 
     @field_validator("allowed_webhook_hosts")
     @classmethod
@@ -240,6 +264,8 @@ class AlertOptions(TypedDict, total=False):
     max_in_flight: int
     post_timeout: float
     dedup_capacity: int
+    escalate_at: str | int | Iterable[int]
+    check_interval: float
 
 
 def environment_variable(field_name: str) -> str:

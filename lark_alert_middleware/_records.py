@@ -14,6 +14,8 @@ from typing import Any
 
 # Frames of a traceback shown on a card: the innermost ones, where the error was raised.
 TRACEBACK_FRAMES = 12
+# What a slim copy of an event keeps of its texts, in characters (see `ErrorEvent.slim`).
+SLIM_TEXT_CHARACTERS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,34 @@ class ErrorEvent:
             return self
         return replace(self, exception=None, exception_text=ExceptionText.of(self.exception))
 
+    def slim(self) -> ErrorEvent:
+        """What later cards about this error name it by: no bodies, headers, query, details or
+        traceback, and texts cut short (kept while its window lasts, so small)."""
+        text = self.exception_text
+        if text is None and self.exception is not None:
+            try:
+                message = str(self.exception)
+            except Exception:
+                message = ""
+            text = ExceptionText(exception_name(self.exception), message, "")
+        if text is not None:
+            text = ExceptionText(text.type_name, text.message[:SLIM_TEXT_CHARACTERS], "")
+        return replace(
+            self,
+            path=self.path[:SLIM_TEXT_CHARACTERS],
+            query_string="",
+            headers=(),
+            request_body=NO_BODY,
+            response_body=NO_BODY,
+            exception=None,
+            exception_text=text,
+            subject=None if self.subject is None else self.subject[:SLIM_TEXT_CHARACTERS],
+            message=None if self.message is None else self.message[:SLIM_TEXT_CHARACTERS],
+            details=(),
+            labels=(),
+            links=(),
+        )
+
     @property
     def is_error(self) -> bool:
         """A server error or an exception (red, and first in line), rather than a client error (orange)."""
@@ -189,6 +219,61 @@ class Claim:
     remaining_seconds: float
     repeats: int = 0
     previous_alert_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Counts inside one window at which `destination` hears of an error again, each once, fleet-wide."""
+
+    destination: str
+    counts: tuple[int, ...]  # ascending, each at least 2 (1 is the window's first card)
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatCount:
+    """Repeats of `key` counted in this process since they were last handed over, and whose
+    thresholds to check its count against."""
+
+    key: str
+    repeats: int
+    thresholds: tuple[Thresholds, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """The store's answer to a `RepeatCount`: `key`'s count inside its window reached `threshold`
+    of `destination`'s, and no caller was told so before."""
+
+    key: str
+    destination: str
+    threshold: int
+    count: int
+    window_started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """An error whose count inside its window crossed a threshold."""
+
+    fingerprint: str
+    example: ErrorEvent | None  # a slim occurrence this process saw, to name it by; None if forgotten
+    threshold: int
+    count: int
+    window_started_at: float
+    counted_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationNotice:
+    """The escalations one check found for one destination: they go out at once, on one card."""
+
+    destination: str
+    escalations: tuple[Escalation, ...]
+    thresholds: tuple[int, ...]
+
+
+# Cards that are not about one new error: made by the card stage, posted like alerts.
+Notice = EscalationNotice
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from lark_alert_middleware._pipeline.dedup import (
     RedisDedupStore,
     dedup_key,
 )
-from lark_alert_middleware._records import Claim, ClaimRequest
+from lark_alert_middleware._records import Claim, ClaimRequest, RepeatCount
 
 from .conftest import SHARED_REDIS_URL, RedisServer
 
@@ -44,7 +44,7 @@ async def test_in_process_store_claims_once_per_window_and_counts_repeats() -> N
     assert not again.first and again.remaining_seconds == pytest.approx(50.0)
     after = (await store.claim([ClaimRequest("k", 60, 1)], now=1061.0))[0]
     assert after.first
-    assert after.repeats == 5
+    assert after.repeats == 6  # 4 seen before the second claim, the occurrence it lost, 1 more
     assert after.previous_alert_at == 1000.0
 
 
@@ -78,11 +78,11 @@ async def test_redis_store_reports_repeats_from_every_replica_in_the_next_alert(
     assert not (
         (await store.claim([ClaimRequest("key-2", 1, 3)], now=1000.2))[0]
     ).first  # another replica's repeats
-    await store.add_repeats({"key-2": 2})
+    await store.add_repeats([RepeatCount("key-2", 2)], now=1000.5)
     await redis_client.delete(f"{redis_prefix}{{key-2}}:window")  # the window ends
     claim = (await store.claim([ClaimRequest("key-2", 1, 1)], now=1002.0))[0]
     assert claim.first
-    assert claim.repeats == 6
+    assert claim.repeats == 7  # 3 seen by the other replica, the occurrence it lost, 2 flushed, 1
     assert claim.previous_alert_at == pytest.approx(1000.0)
 
 

@@ -23,7 +23,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._config import ConfigurationError
-from .._records import HTTP, Alert, DigestSummary, ErrorEvent, MadeCard, RenderedCard
+from .._records import (
+    HTTP,
+    Alert,
+    DigestSummary,
+    ErrorEvent,
+    EscalationNotice,
+    MadeCard,
+    Notice,
+    RenderedCard,
+)
+from .notices import escalation_variables
 from .redact import Redactor
 from .render import CardRenderer, checked_renderer, last_resort_card, minimal_card, minimal_subject
 from .sample import sample_view
@@ -133,6 +143,25 @@ class CardMaker:
         self._report([("the digest card", TimeoutError(f"making it took longer than {seconds:g}s"))])
         return MadeCard(self._last_resort(summary), f"digest of {summary.total} errors", complete=False)
 
+    def notice_card(self, notice: Notice) -> MadeCard:
+        """The card of a notice (escalation, ...); its title alone, when it cannot be made."""
+        described = _described_notice(notice)
+        try:
+            variables = escalation_variables(notice, self._redactor, self.settings)
+            rendered = self._renderer().render_notice("escalation", variables)
+        except Exception as error:
+            self._report([(f"the {described} card", error)])
+            return MadeCard(self._last_resort_notice(notice), described, complete=False)
+        return MadeCard(rendered, described)
+
+    def overdue_notice_card(self, notice: Notice, seconds: float) -> MadeCard:
+        described = _described_notice(notice)
+        self._report([(f"the {described} card", TimeoutError(f"making it took longer than {seconds:g}s"))])
+        return MadeCard(self._last_resort_notice(notice), described, complete=False)
+
+    def _last_resort_notice(self, notice: Notice) -> RenderedCard:
+        return last_resort_card(_described_notice(notice), "warning", self.settings)
+
     def _last_resort(self, summary: DigestSummary) -> RenderedCard:
         severity = "error" if summary.has_errors else "warning"
         return last_resort_card(f"{summary.total} more errors", severity, self.settings)
@@ -168,6 +197,13 @@ class CardMaker:
                     type(error).__name__,
                     exc_info=error,
                 )
+
+
+def _described_notice(notice: Notice) -> str:
+    """What a notice is, in a few words, for the log and a last-resort card."""
+    if isinstance(notice, EscalationNotice):
+        return f"escalation of {len(notice.escalations)} errors"
+    raise TypeError(f"not a notice: {type(notice).__name__}")
 
 
 def _described(view: AlertView) -> list[str]:

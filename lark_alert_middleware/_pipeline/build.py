@@ -14,7 +14,7 @@ from .._config import AlertSettings
 from .._lark.limits import InProcessRateBudget, RateBudget
 from .._lark.sinks import LarkSink, LogSink, Sink
 from .._lark.webhook import LarkWebhook
-from .._records import Destination
+from .._records import Destination, Thresholds
 from .._stats import Counters
 from .breaker import CircuitBreaker
 from .budget import FallbackRateBudget, RedisRateBudget
@@ -56,6 +56,11 @@ def card_maker_for(
         card_settings(settings, destination, shown_service),
         template=destination.template,
     )
+
+
+def escalation_thresholds(settings: AlertSettings, destination: Destination) -> tuple[Thresholds, ...]:
+    """The counts inside a window at which `destination` hears of an error again; none when off."""
+    return (Thresholds(destination.name, settings.escalate_at),) if settings.escalate_at else ()
 
 
 def webhook_for(destination: Destination, timeout: float) -> LarkWebhook | None:
@@ -117,4 +122,5 @@ def build_pipeline(
         pending=pending,
         make_parts=make_parts,
         fingerprint=fingerprint,
+        thresholds=escalation_thresholds(settings, destination),
     )

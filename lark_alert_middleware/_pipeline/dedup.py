@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import redis.asyncio as redis_asyncio
 from redis.exceptions import NoScriptError
 
-from .._records import Claim, ClaimRequest
+from .._records import Claim, ClaimRequest, Crossing, RepeatCount, Thresholds
 from .breaker import CircuitBreaker
 from .room import make_room
 
@@ -29,8 +29,9 @@ class DedupStore(Protocol):
         """Decide a batch of claims (one Redis round trip for all of them), in order."""
         ...
 
-    async def add_repeats(self, repeats: dict[str, int]) -> None:
-        """Add repeats counted in this process to the counts the next alerts will report."""
+    async def add_repeats(self, counts: Sequence[RepeatCount], now: float) -> list[Crossing]:
+        """Add repeats counted in this process to the counts the next alerts will report, and say
+        which thresholds the counts inside open windows crossed, each to one caller only."""
         ...
 
 
@@ -42,11 +43,17 @@ def dedup_key(service: str, environment: str, fingerprint: str) -> str:
     return digest.hexdigest()
 
 
+def reached_threshold(counts: tuple[int, ...], count: int) -> int:
+    """The highest of `counts` that `count` reached; 0 for none."""
+    return max((threshold for threshold in counts if threshold <= count), default=0)
+
+
 @dataclass(slots=True)
 class _Entry:
     window_ends: float
     repeats: int
     last_alert_at: float | None
+    escalated: dict[str, int] | None = None  # the highest threshold announced per destination
 
 
 class InProcessDedupStore:
@@ -62,21 +69,40 @@ class InProcessDedupStore:
     def _claim_one(self, request: ClaimRequest, now: float) -> Claim:
         entry = self._entries.get(request.key)
         if entry is not None and entry.window_ends > now:
-            entry.repeats += request.repeats_here
+            entry.repeats += request.repeats_here + 1  # this occurrence is a repeat too
             return Claim(False, entry.window_ends - now)
         if entry is None:
             self._make_room(now)
             entry = self._entries[request.key] = _Entry(0.0, 0, None)
         window = request.window_seconds
         claim = Claim(True, float(window), entry.repeats + request.repeats_here, entry.last_alert_at)
-        entry.window_ends, entry.repeats, entry.last_alert_at = now + window, 0, now
+        entry.window_ends, entry.repeats, entry.last_alert_at, entry.escalated = now + window, 0, now, None
         return claim
 
-    async def add_repeats(self, repeats: dict[str, int]) -> None:
-        for key, count in repeats.items():
-            entry = self._entries.get(key)
-            if entry is not None:
-                entry.repeats += count
+    async def add_repeats(self, counts: Sequence[RepeatCount], now: float) -> list[Crossing]:
+        crossings = []
+        for count in counts:
+            entry = self._entries.get(count.key)
+            if entry is None:
+                continue
+            entry.repeats += count.repeats
+            if entry.window_ends > now and entry.last_alert_at is not None:
+                crossings += self._crossings(count, entry, entry.last_alert_at)
+        return crossings
+
+    @staticmethod
+    def _crossings(count: RepeatCount, entry: _Entry, window_started_at: float) -> list[Crossing]:
+        in_window = entry.repeats + 1
+        crossings = []
+        for thresholds in count.thresholds:
+            reached = reached_threshold(thresholds.counts, in_window)
+            announced = entry.escalated or {}
+            if reached > announced.get(thresholds.destination, 0):
+                entry.escalated = {**announced, thresholds.destination: reached}
+                crossings.append(
+                    Crossing(count.key, thresholds.destination, reached, in_window, window_started_at)
+                )
+        return crossings
 
     def _make_room(self, now: float) -> None:
         if len(self._entries) >= self._capacity:
@@ -89,75 +115,140 @@ class InProcessDedupStore:
         return len(self._entries)
 
 
-# KEYS: window, repeat count, previous alert time (one hash tag: one cluster slot).
-# ARGV: window seconds, now, repeats seen by the caller, history seconds. Needs Redis 6.2+.
+# Every script's keys share one hash tag (`{<key>}`): one cluster slot. Scripts need Redis 6.2+.
+
+# KEYS: window, repeat count, previous alert time, thresholds announced.
+# ARGV: window seconds, now, repeats seen by the caller, history seconds.
 _CLAIM_SCRIPT = """
 local repeats_here = tonumber(ARGV[3])
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
   local repeats = tonumber(redis.call('GETDEL', KEYS[2]) or '0') + repeats_here
   local previous = redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4], 'GET')
+  redis.call('DEL', KEYS[4])
   return {1, repeats, previous or '', 0}
 end
-if repeats_here > 0 then
-  redis.call('INCRBY', KEYS[2], repeats_here)
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end
+redis.call('INCRBY', KEYS[2], repeats_here + 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 return {0, 0, '', redis.call('PTTL', KEYS[1])}
 """
+
+# KEYS: window, repeat count, thresholds announced (a hash: destination -> highest announced).
+# ARGV: repeats, history seconds, then each destination and its ascending thresholds ("10,100").
+# Returns {} or {count in the window, window start, destination, threshold, ...} for the
+# thresholds crossed that no caller was told of before.
+_REPEATS_SCRIPT = """
+local repeats = redis.call('INCRBY', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if #ARGV < 3 then return {} end
+local started = redis.call('GET', KEYS[1])
+if not started then return {} end
+local count = repeats + 1
+local answer = {count, started}
+for i = 3, #ARGV - 1, 2 do
+  local reached = 0
+  for threshold in string.gmatch(ARGV[i + 1], '%d+') do
+    if tonumber(threshold) <= count then reached = tonumber(threshold) end
+  end
+  if reached > tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0') then
+    redis.call('HSET', KEYS[3], ARGV[i], reached)
+    answer[#answer + 1] = ARGV[i]
+    answer[#answer + 1] = reached
+  end
+end
+if #answer > 2 then
+  redis.call('PEXPIRE', KEYS[3], math.max(redis.call('PTTL', KEYS[1]), 1))
+end
+return answer
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Script:
+    text: str
+    sha: str
+
+    @classmethod
+    def of(cls, text: str) -> _Script:
+        return cls(text, hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest())
+
+
+ScriptCall = tuple[list[str], list[str | int]]  # keys, arguments
 
 
 class RedisDedupStore:
     """Fleet-wide decisions: one script call per claim, a batch of them in one round trip."""
 
+    _claim = _Script.of(_CLAIM_SCRIPT)
+    _repeats = _Script.of(_REPEATS_SCRIPT)
+
     def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
-        self._claim_sha = hashlib.sha1(_CLAIM_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self._prefix}{{{key}}}"
-        return [f"{base}:window", f"{base}:repeats", f"{base}:last"]
+        return [f"{base}:window", f"{base}:repeats", f"{base}:last", f"{base}:escalated"]
 
     async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
-        # By hash, not through redis-py's Script in a pipeline: that asks SCRIPT EXISTS first,
-        # a second round trip per batch. Redis answers NOSCRIPT only after a restart or a flush;
-        # then those claims go again with the script's text (which loads it).
-        replies = await self._run_claims(requests, now, by_hash=True)
+        calls: list[ScriptCall] = [
+            (
+                self._keys(request.key),
+                [request.window_seconds, f"{now:.3f}", request.repeats_here, HISTORY_SECONDS],
+            )
+            for request in requests
+        ]
+        replies = await self._run(self._claim, calls)
+        return [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
+
+    async def add_repeats(self, counts: Sequence[RepeatCount], now: float) -> list[Crossing]:
+        calls: list[ScriptCall] = []
+        for count in counts:
+            window, repeats, _, escalated = self._keys(count.key)
+            calls.append(
+                (
+                    [window, repeats, escalated],
+                    [count.repeats, HISTORY_SECONDS, *_threshold_arguments(count.thresholds)],
+                )
+            )
+        replies = await self._run(self._repeats, calls)
+        return [
+            crossing
+            for count, reply in zip(counts, replies, strict=True)
+            for crossing in _crossings_from(count, reply)
+        ]
+
+    async def _run(self, script: _Script, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Every call in one round trip, by hash: not through redis-py's Script in a pipeline,
+        which asks SCRIPT EXISTS first, a second round trip per batch. Redis answers NOSCRIPT
+        only after a restart or a flush; then those calls go again with the script's text."""
+        if not calls:
+            return []
+        replies = await self._pipelined(script, calls, by_hash=True)
         unknown = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if unknown:
-            again = await self._run_claims([requests[index] for index in unknown], now, by_hash=False)
+            again = await self._pipelined(script, [calls[index] for index in unknown], by_hash=False)
             for index, reply in zip(unknown, again, strict=True):
                 replies[index] = reply
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
+        return replies
 
-    async def _run_claims(self, requests: Sequence[ClaimRequest], now: float, *, by_hash: bool) -> list[Any]:
+    async def _pipelined(self, script: _Script, calls: Sequence[ScriptCall], *, by_hash: bool) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipeline:
-            for request in requests:
-                keys_and_arguments: list[str | int] = [
-                    *self._keys(request.key),
-                    request.window_seconds,
-                    f"{now:.3f}",
-                    request.repeats_here,
-                    HISTORY_SECONDS,
-                ]
+            for keys, arguments in calls:
                 if by_hash:
-                    pipeline.evalsha(self._claim_sha, 3, *keys_and_arguments)
+                    pipeline.evalsha(script.sha, len(keys), *keys, *arguments)
                 else:
-                    pipeline.eval(_CLAIM_SCRIPT, 3, *keys_and_arguments)
+                    pipeline.eval(script.text, len(keys), *keys, *arguments)
             return list(await pipeline.execute(raise_on_error=False))
 
-    async def add_repeats(self, repeats: dict[str, int]) -> None:
-        if not repeats:
-            return
-        async with self._client.pipeline(transaction=False) as pipeline:
-            for key, count in repeats.items():
-                repeats_key = self._keys(key)[1]
-                pipeline.incrby(repeats_key, count)
-                pipeline.expire(repeats_key, HISTORY_SECONDS)
-            await pipeline.execute()
+
+def _threshold_arguments(thresholds: Sequence[Thresholds]) -> list[str]:
+    arguments = []
+    for each in thresholds:
+        arguments += [each.destination, ",".join(map(str, each.counts))]
+    return arguments
 
 
 def _claim_from(request: ClaimRequest, reply: list[Any]) -> Claim:
@@ -166,6 +257,21 @@ def _claim_from(request: ClaimRequest, reply: list[Any]) -> Claim:
         return Claim(True, float(request.window_seconds), int(repeats), float(previous) if previous else None)
     # PTTL is -2 when the key expired between SET and PTTL: the window is over.
     return Claim(False, max(int(remaining_ms), 0) / 1000.0)
+
+
+def _crossings_from(count: RepeatCount, reply: list[Any]) -> list[Crossing]:
+    if not reply:
+        return []
+    in_window, started = int(reply[0]), float(reply[1])
+    pairs = reply[2:]
+    return [
+        Crossing(count.key, _text(destination), int(threshold), in_window, started)
+        for destination, threshold in zip(pairs[::2], pairs[1::2], strict=True)
+    ]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class FallbackDedupStore:
@@ -181,7 +287,7 @@ class FallbackDedupStore:
             lambda: self._primary.claim(requests, now), lambda: self._fallback.claim(requests, now)
         )
 
-    async def add_repeats(self, repeats: dict[str, int]) -> None:
-        await self.breaker.call(
-            lambda: self._primary.add_repeats(repeats), lambda: self._fallback.add_repeats(repeats)
+    async def add_repeats(self, counts: Sequence[RepeatCount], now: float) -> list[Crossing]:
+        return await self.breaker.call(
+            lambda: self._primary.add_repeats(counts, now), lambda: self._fallback.add_repeats(counts, now)
         )

@@ -7,7 +7,9 @@ source that keeps nothing between errors), `fingerprint_of(event)` (the configur
 rule), `name_service(name)` and `count_lost()`. All of them take microseconds on the calling
 thread. Everything else runs on the alerter thread (`loop.py`): one
 consumer takes what was handed off, claims each error's window in the dedup store (one Redis
-round trip for a burst) and offers the alerts it won to the outbox.
+round trip for a burst) and offers the alerts it won to the outbox; every check interval, the
+repeats counted on the request path are handed to the store, which says which escalation
+thresholds they crossed fleet-wide.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -31,9 +34,15 @@ from .._records import (
     AlerterStats,
     Claim,
     ClaimRequest,
+    Crossing,
     ErrorEvent,
+    Escalation,
+    EscalationNotice,
     HandedOff,
+    Notice,
+    RepeatCount,
     Repeats,
+    Thresholds,
     as_text,
 )
 from .._stats import Counters
@@ -45,13 +54,14 @@ from .handoff import Handoff
 from .loop import LoopLocal, background_loop
 from .outbox import Outbox
 from .pending import PendingWork
+from .room import make_room
 from .windows import KnownError, SuppressionWindows, Tally
 
 logger = logging.getLogger("lark_alert_middleware")
 
-# How often repeats counted in windows that have ended are handed to the shared store.
-REPEATS_FLUSH_SECONDS = 5.0
 CLAIM_BATCH = 100
+# Errors whose latest occurrence is kept (slim) to name them on an escalation card.
+EXAMPLES_KEPT = 1000
 # A custom fingerprint is cut to this many characters: it may be built from request data.
 CUSTOM_FINGERPRINT_CHARACTERS = 1000
 
@@ -71,13 +81,13 @@ class Lifecycle(enum.Enum):
 
 
 class _OnLoop:
-    """The pipeline's state on one alerter loop: its parts, its consumer, its repeats flusher."""
+    """The pipeline's state on one alerter loop: its parts, its consumer, its periodic checks."""
 
     def __init__(self, parts: LoopParts, pipeline: Pipeline) -> None:
         self.store = parts.store
         self.outbox = parts.outbox
         self.consumer: asyncio.Task[None] | None = None
-        self.repeats_flusher = asyncio.get_running_loop().create_task(pipeline.flush_repeats_forever(self))
+        self.checker = asyncio.get_running_loop().create_task(pipeline.check_forever(self))
 
 
 class Pipeline:
@@ -94,6 +104,7 @@ class Pipeline:
         pending: PendingWork,
         make_parts: Callable[[], LoopParts],
         fingerprint: FingerprintFunction | None = None,
+        thresholds: tuple[Thresholds, ...] = (),
     ) -> None:
         self.settings = settings
         self.custom_fingerprint = fingerprint
@@ -107,6 +118,9 @@ class Pipeline:
         self._service = cards.settings.service
         self._window_seconds = settings.rate_limit
         self._all_repeats = windows.all_repeats
+        # Escalation: the counts inside a window each destination wants to hear of an error at.
+        self.thresholds = thresholds
+        self._examples: dict[str, ErrorEvent] = {}
         self._handoff = Handoff(max(1000, 20 * settings.queue_size), self._accept)
         self._on_loop = LoopLocal(lambda: _OnLoop(make_parts(), self))
         self._lifecycle = Lifecycle.SERVING
@@ -295,6 +309,8 @@ class Pipeline:
         return await on_loop.store.claim(requests, time.time())
 
     def _decide(self, on_loop: _OnLoop, work: HandedOff, claim: Claim) -> None:
+        if self.thresholds:
+            self._keep_example(work.fingerprint, work.event)
         if not claim.first:
             self.windows.extend(work.fingerprint, time.monotonic() + claim.remaining_seconds)
             self.counters.add("deduplicated")
@@ -317,18 +333,64 @@ class Pipeline:
         if self._pending.finish(units):
             on_loop.outbox.drained()
 
-    async def flush_repeats_forever(self, on_loop: _OnLoop) -> None:
-        """Hand repeats of ended windows to the store, so whichever replica alerts next reports them."""
+    def _keep_example(self, fingerprint: str, event: ErrorEvent) -> None:
+        examples = self._examples
+        examples.pop(fingerprint, None)  # the latest last: the oldest are dropped first
+        if len(examples) >= EXAMPLES_KEPT:
+            make_room(examples, EXAMPLES_KEPT, lambda _: False, examples.__delitem__)
+        examples[fingerprint] = event.slim()
+
+    async def check_forever(self, on_loop: _OnLoop) -> None:
+        """Every check interval: hand the repeats counted here to the store, so that whichever
+        replica alerts next reports them, and announce the escalation thresholds they crossed."""
         while True:
-            await asyncio.sleep(REPEATS_FLUSH_SECONDS)
-            repeats = self.windows.take_expired_repeats(time.monotonic())
-            if repeats:
-                environment = self.settings.environment
-                keyed = {dedup_key(self._service, environment, fp): n for fp, n in repeats.items()}
-                try:
-                    await on_loop.store.add_repeats(keyed)
-                except Exception:
-                    logger.exception("lark_alert_middleware: could not record repeat counts")
+            await asyncio.sleep(self.settings.check_interval)
+            try:
+                await self._hand_over_repeats(on_loop)
+            except Exception:
+                logger.exception("lark_alert_middleware: could not record repeat counts")
+
+    async def _hand_over_repeats(self, on_loop: _OnLoop) -> None:
+        # Without thresholds, only ended windows: their counts are read at the next claim.
+        repeats = self.windows.take_repeats(time.monotonic(), open_windows=bool(self.thresholds))
+        if not repeats:
+            return
+        environment = self.settings.environment
+        fingerprints = {dedup_key(self._service, environment, fp): fp for fp in repeats}
+        counts = [RepeatCount(key, repeats[fp], self.thresholds) for key, fp in fingerprints.items()]
+        now = time.time()
+        crossings = await on_loop.store.add_repeats(counts, now)
+        if crossings:
+            self._escalate(on_loop, crossings, fingerprints, now)
+
+    def _escalate(
+        self, on_loop: _OnLoop, crossings: list[Crossing], fingerprints: dict[str, str], now: float
+    ) -> None:
+        """One card per destination for the thresholds one check found crossed."""
+        by_destination: dict[str, list[Escalation]] = defaultdict(list)
+        for crossing in crossings:
+            fingerprint = fingerprints[crossing.key]
+            by_destination[crossing.destination].append(
+                Escalation(
+                    fingerprint,
+                    self._examples.get(fingerprint),
+                    crossing.threshold,
+                    crossing.count,
+                    crossing.window_started_at,
+                    now,
+                )
+            )
+        counts = {thresholds.destination: thresholds.counts for thresholds in self.thresholds}
+        for destination, escalations in by_destination.items():
+            escalations.sort(key=lambda escalation: -escalation.count)
+            self._notify(
+                on_loop, EscalationNotice(destination, tuple(escalations), counts.get(destination, ()))
+            )
+
+    def _notify(self, on_loop: _OnLoop, notice: Notice) -> None:
+        """Queue a card that is not about one new error; flush() and shutdown wait for it too."""
+        self._pending.add()
+        on_loop.outbox.offer_notice(notice)
 
     async def shutdown(self) -> None:
         """At exit, on the alerter thread: finish pending alerts within the timeout, log the counters.
