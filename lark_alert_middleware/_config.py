@@ -126,6 +126,20 @@ class AlertSettings(BaseSettings):
     # When the card speaks again: escalation inside a window.
     escalate_at: ThresholdCounts = Field((10, 100, 1000, 10000), validation_alias="LARK_ALERT_ESCALATE_AT")
     check_interval: float = Field(5.0, ge=0.1, le=60, validation_alias="LARK_ALERT_CHECK_INTERVAL")
+    # New, back or ongoing: how long errors are remembered, how long a quiet spell makes one Back.
+    memory_days: int = Field(14, ge=1, le=366, validation_alias="LARK_ALERT_MEMORY_DAYS")
+    regression_after: int = Field(86400, ge=1, validation_alias="LARK_ALERT_REGRESSION_AFTER")
+
+    @field_validator("regression_after")
+    @classmethod
+    def _regression_within_memory(cls, value: int, info: ValidationInfo) -> int:
+        memory_days = info.data.get("memory_days")  # absent when itself invalid (reported)
+        if memory_days is not None and value >= memory_days * 24 * 3600:
+            raise ValueError(
+                f"must be shorter than LARK_ALERT_MEMORY_DAYS ({memory_days} days, "
+                f"{memory_days * 86400} s), or no error could ever be Back"
+            )
+        return value
 
     @field_validator("allowed_webhook_hosts")
     @classmethod
@@ -266,6 +280,8 @@ class AlertOptions(TypedDict, total=False):
     dedup_capacity: int
     escalate_at: str | int | Iterable[int]
     check_interval: float
+    memory_days: int
+    regression_after: int
 
 
 def environment_variable(field_name: str) -> str:

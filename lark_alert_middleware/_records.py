@@ -202,13 +202,36 @@ class Repeats:
     since: float | None
 
 
+# What an error's first card in a window says it is: not seen within the memory span, back
+# after a quiet spell, or happening still (the card then says how often since the previous one).
+NEW = "new"
+BACK = "back"
+ONGOING = "ongoing"
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the fleet remembered of an error when its window was claimed."""
+
+    novelty: str  # NEW, BACK or ONGOING
+    last_seen_at: float | None  # before this occurrence; None when new
+    first_seen_at: float | None  # within the memory span; None when new
+    total: int  # occurrences remembered, this one included
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
-    """Claim the window of `key`, or, if it is taken, add `repeats_here` to its next alert's count."""
+    """Claim the window of `key`, or, if it is taken, add `repeats_here` to its next alert's count.
+
+    `fingerprint` (cut short) and `severity` are remembered with the error, so that any replica
+    can name it in a later card.
+    """
 
     key: str
     window_seconds: int
     repeats_here: int
+    fingerprint: str = ""
+    severity: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +242,7 @@ class Claim:
     remaining_seconds: float
     repeats: int = 0
     previous_alert_at: float | None = None
+    history: History | None = None  # with `first`
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +307,7 @@ class Alert:
     fingerprint: str
     event: ErrorEvent
     repeats: Repeats
+    history: History | None = None  # None when dedup is off
 
 
 @dataclass(frozen=True, slots=True)

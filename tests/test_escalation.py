@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
 
 import pytest
-import redis.asyncio as redis_asyncio
 
 from lark_alert_middleware import ConfigurationError
 from lark_alert_middleware._config import load_settings
-from lark_alert_middleware._pipeline.dedup import DedupStore, InProcessDedupStore, RedisDedupStore
 from lark_alert_middleware._records import ClaimRequest, RepeatCount, Thresholds
 from lark_alert_middleware.testing import LarkReceiver
 
 from .apps import failing_app
-from .conftest import SHARED_REDIS_URL, card_full_title, client_for, shown_text
+from .conftest import StoreFactory, card_full_title, client_for, end_window, shown_text
 
 pytestmark = pytest.mark.anyio
 
@@ -33,27 +30,6 @@ def test_thresholds_are_read_sorted_and_an_empty_list_turns_escalation_off() -> 
 def test_a_threshold_that_is_not_a_count_above_one_is_refused_naming_the_variable(value: str) -> None:
     with pytest.raises(ConfigurationError, match="LARK_ALERT_ESCALATE_AT"):
         load_settings(escalate_at=value)
-
-
-StoreFactory = Callable[[], DedupStore]
-
-
-@pytest.fixture(params=["in-process", "redis"])
-async def replicas(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[StoreFactory]:
-    """Stores of replicas sharing one fleet: Redis clients on one prefix, or one in-process store."""
-    if request.param == "in-process":
-        shared = InProcessDedupStore(100)
-        yield lambda: shared
-        return
-    clients: list[redis_asyncio.Redis] = []
-
-    def replica() -> DedupStore:
-        clients.append(redis_asyncio.Redis.from_url(SHARED_REDIS_URL))
-        return RedisDedupStore(clients[-1], redis_prefix)
-
-    yield replica
-    for client in clients:
-        await client.aclose()
 
 
 async def test_counts_of_two_replicas_add_up_and_each_threshold_is_announced_once(
@@ -83,7 +59,7 @@ async def test_a_new_window_announces_its_thresholds_again(replicas: StoreFactor
     store = replicas()
     await store.claim([ClaimRequest("k", 1, 0)], now=1000.0)
     assert len(await store.add_repeats([RepeatCount("k", 20, TEN_AND_HUNDRED)], now=1000.5)) == 1
-    await _end_window(store, "k")
+    await end_window(store, "k")
     assert (await store.claim([ClaimRequest("k", 60, 0)], now=1010.0))[0].repeats == 20
     [crossing] = await store.add_repeats([RepeatCount("k", 9, TEN_AND_HUNDRED)], now=1011.0)
     assert (crossing.threshold, crossing.window_started_at) == (10, pytest.approx(1010.0))
@@ -92,7 +68,7 @@ async def test_a_new_window_announces_its_thresholds_again(replicas: StoreFactor
 async def test_repeats_handed_over_after_the_window_ended_cross_nothing(replicas: StoreFactory) -> None:
     store = replicas()
     await store.claim([ClaimRequest("k", 1, 0)], now=1000.0)
-    await _end_window(store, "k")
+    await end_window(store, "k")
     assert await store.add_repeats([RepeatCount("k", 50, TEN_AND_HUNDRED)], now=1003.0) == []
     assert (await store.claim([ClaimRequest("k", 60, 0)], now=1004.0))[0].repeats == 50  # still counted
 
@@ -112,15 +88,6 @@ async def test_an_occurrence_that_loses_its_claim_is_counted_in_the_window(repli
     assert not (await two.claim([ClaimRequest("k", 60, 7)], now=1001.0))[0].first  # 7 seen, and this one
     [crossing] = await one.add_repeats([RepeatCount("k", 1, TEN_AND_HUNDRED)], now=1002.0)
     assert crossing.count == 10
-
-
-async def _end_window(store: DedupStore, key: str) -> None:
-    """End `key`'s window now, as its expiry would."""
-    if isinstance(store, RedisDedupStore):
-        await store._client.delete(store._keys(key)[0])
-    else:
-        assert isinstance(store, InProcessDedupStore)
-        store._entries[key].window_ends = 0.0
 
 
 async def test_an_app_posts_an_escalation_card_once_the_window_holds_a_threshold(

@@ -102,7 +102,12 @@ class CardMaker:
         settings = self.settings
         event = alert.event
         view = build_view(
-            event, alert.fingerprint, alert.repeats, self._redactor, budget_seconds=self._budget_seconds
+            event,
+            alert.fingerprint,
+            alert.repeats,
+            self._redactor,
+            budget_seconds=self._budget_seconds,
+            history=alert.history,
         )
         failures: Failures = [(failure.part, failure.error) for failure in view.failures]
         try:

@@ -22,6 +22,7 @@ from .clients import shared_clients
 from .dedup import DedupStore, FallbackDedupStore, InProcessDedupStore, RedisDedupStore
 from .digest import Digest
 from .fingerprint import FingerprintFunction
+from .memory import Memory
 from .outbox import Outbox
 from .pending import PendingWork
 from .pipeline import LoopParts, Pipeline
@@ -87,14 +88,15 @@ def build_pipeline(
 
     def make_parts() -> LoopParts:
         """On the alerter loop: the dedup store, the rate budget, the sink and the outbox."""
-        local_store = InProcessDedupStore(settings.dedup_capacity)
+        memory = Memory(settings.memory_days * 24 * 3600, settings.regression_after)
+        local_store = InProcessDedupStore(settings.dedup_capacity, memory)
         store: DedupStore = local_store
         budget: RateBudget = InProcessRateBudget()
         if settings.redis_url is not None:
             redis_client = shared_clients.redis(settings.redis_url.get_secret_value(), settings.redis_timeout)
             breaker = CircuitBreaker(timeout=settings.redis_timeout * 2)
             store = FallbackDedupStore(
-                RedisDedupStore(redis_client, settings.redis_key_prefix), local_store, breaker
+                RedisDedupStore(redis_client, settings.redis_key_prefix, memory), local_store, breaker
             )
             if destination.webhook_url is not None:
                 shared = RedisRateBudget(redis_client, settings.redis_key_prefix, destination.webhook_url)

@@ -3,7 +3,8 @@
 With Redis, `SET <key> <now> NX EX <window>` decides: only the caller that sets the key
 alerts, so every replica sharing the Redis raises one alert per error per window. Without
 Redis the same decision is made in-process. Both also count the repeats that were not
-reported, so the next alert can say how often the error happened since the previous one.
+reported, so the next alert can say how often the error happened since the previous one, and
+remember each error (`memory.py`), so that its next card can say whether it is new or back.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any, Protocol
 import redis.asyncio as redis_asyncio
 from redis.exceptions import NoScriptError
 
-from .._records import Claim, ClaimRequest, Crossing, RepeatCount, Thresholds
+from .._records import Claim, ClaimRequest, Crossing, History, RepeatCount, Thresholds
 from .breaker import CircuitBreaker
+from .memory import DEFAULT_MEMORY, Memory, Remembered, remember
 from .room import make_room
 
 # How long a repeat count and the previous alert's time are kept between windows.
@@ -54,13 +56,15 @@ class _Entry:
     repeats: int
     last_alert_at: float | None
     escalated: dict[str, int] | None = None  # the highest threshold announced per destination
+    remembered: Remembered | None = None
 
 
 class InProcessDedupStore:
     """The same decisions for one process, bounded to `capacity` keys."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, memory: Memory = DEFAULT_MEMORY) -> None:
         self._capacity = capacity
+        self._memory = memory
         self._entries: dict[str, _Entry] = {}
 
     async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
@@ -68,14 +72,21 @@ class InProcessDedupStore:
 
     def _claim_one(self, request: ClaimRequest, now: float) -> Claim:
         entry = self._entries.get(request.key)
+        occurrences = request.repeats_here + 1
         if entry is not None and entry.window_ends > now:
-            entry.repeats += request.repeats_here + 1  # this occurrence is a repeat too
+            entry.repeats += occurrences  # this occurrence is a repeat too
+            if entry.remembered is not None:
+                entry.remembered.seen(occurrences, now)
             return Claim(False, entry.window_ends - now)
         if entry is None:
             self._make_room(now)
             entry = self._entries[request.key] = _Entry(0.0, 0, None)
+        entry.remembered, history = remember(
+            entry.remembered, self._memory, request.fingerprint, request.severity, occurrences, now
+        )
         window = request.window_seconds
-        claim = Claim(True, float(window), entry.repeats + request.repeats_here, entry.last_alert_at)
+        repeats = entry.repeats + request.repeats_here
+        claim = Claim(True, float(window), repeats, entry.last_alert_at, history)
         entry.window_ends, entry.repeats, entry.last_alert_at, entry.escalated = now + window, 0, now, None
         return claim
 
@@ -86,6 +97,8 @@ class InProcessDedupStore:
             if entry is None:
                 continue
             entry.repeats += count.repeats
+            if entry.remembered is not None:
+                entry.remembered.seen(count.repeats, now)
             if entry.window_ends > now and entry.last_alert_at is not None:
                 crossings += self._crossings(count, entry, entry.last_alert_at)
         return crossings
@@ -117,34 +130,56 @@ class InProcessDedupStore:
 
 # Every script's keys share one hash tag (`{<key>}`): one cluster slot. Scripts need Redis 6.2+.
 
-# KEYS: window, repeat count, previous alert time, thresholds announced.
-# ARGV: window seconds, now, repeats seen by the caller, history seconds.
+# KEYS: window, repeat count, previous alert time, thresholds announced, memory (a hash).
+# ARGV: window seconds, now, repeats seen by the caller, history seconds, memory seconds,
+# regression seconds, fingerprint (cut short), severity.
 _CLAIM_SCRIPT = """
-local repeats_here = tonumber(ARGV[3])
+local now, repeats_here = tonumber(ARGV[2]), tonumber(ARGV[3])
+local function remember(occurrences)
+  redis.call('HSETNX', KEYS[5], 'first', ARGV[2])
+  redis.call('HSET', KEYS[5], 'last', ARGV[2], 'fingerprint', ARGV[7], 'severity', ARGV[8])
+  local total = redis.call('HINCRBY', KEYS[5], 'total', occurrences)
+  redis.call('EXPIRE', KEYS[5], ARGV[5])
+  return total
+end
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
   local repeats = tonumber(redis.call('GETDEL', KEYS[2]) or '0') + repeats_here
   local previous = redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4], 'GET')
   redis.call('DEL', KEYS[4])
-  return {1, repeats, previous or '', 0}
+  local seen = redis.call('HMGET', KEYS[5], 'first', 'last')
+  local novelty, first, last = 'new', '', ''
+  if seen[2] then
+    first, last = seen[1] or seen[2], seen[2]
+    novelty = 'ongoing'
+    if now - tonumber(last) >= tonumber(ARGV[6]) then novelty = 'back' end
+  end
+  local total = remember(repeats_here + 1)
+  return {1, repeats, previous or '', 0, novelty, last, first, total}
 end
 redis.call('INCRBY', KEYS[2], repeats_here + 1)
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+remember(repeats_here + 1)
 return {0, 0, '', redis.call('PTTL', KEYS[1])}
 """
 
-# KEYS: window, repeat count, thresholds announced (a hash: destination -> highest announced).
-# ARGV: repeats, history seconds, then each destination and its ascending thresholds ("10,100").
-# Returns {} or {count in the window, window start, destination, threshold, ...} for the
-# thresholds crossed that no caller was told of before.
+# KEYS: window, repeat count, thresholds announced (a hash: destination -> highest announced),
+# memory. ARGV: repeats, history seconds, now, memory seconds, then each destination and its
+# ascending thresholds ("10,100"). Returns {} or {count in the window, window start,
+# destination, threshold, ...} for the thresholds crossed that no caller was told of before.
 _REPEATS_SCRIPT = """
 local repeats = redis.call('INCRBY', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-if #ARGV < 3 then return {} end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HINCRBY', KEYS[4], 'total', ARGV[1])
+  redis.call('HSET', KEYS[4], 'last', ARGV[3])
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+end
+if #ARGV < 5 then return {} end
 local started = redis.call('GET', KEYS[1])
 if not started then return {} end
 local count = repeats + 1
 local answer = {count, started}
-for i = 3, #ARGV - 1, 2 do
+for i = 5, #ARGV - 1, 2 do
   local reached = 0
   for threshold in string.gmatch(ARGV[i + 1], '%d+') do
     if tonumber(threshold) <= count then reached = tonumber(threshold) end
@@ -181,19 +216,30 @@ class RedisDedupStore:
     _claim = _Script.of(_CLAIM_SCRIPT)
     _repeats = _Script.of(_REPEATS_SCRIPT)
 
-    def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+    def __init__(self, client: redis_asyncio.Redis, prefix: str, memory: Memory = DEFAULT_MEMORY) -> None:
         self._client = client
         self._prefix = prefix
+        self._memory = memory
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self._prefix}{{{key}}}"
-        return [f"{base}:window", f"{base}:repeats", f"{base}:last", f"{base}:escalated"]
+        return [f"{base}:window", f"{base}:repeats", f"{base}:last", f"{base}:escalated", f"{base}:seen"]
 
     async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+        memory = self._memory
         calls: list[ScriptCall] = [
             (
                 self._keys(request.key),
-                [request.window_seconds, f"{now:.3f}", request.repeats_here, HISTORY_SECONDS],
+                [
+                    request.window_seconds,
+                    f"{now:.3f}",
+                    request.repeats_here,
+                    HISTORY_SECONDS,
+                    memory.seconds,
+                    memory.regression_after,
+                    request.fingerprint,
+                    request.severity,
+                ],
             )
             for request in requests
         ]
@@ -203,12 +249,10 @@ class RedisDedupStore:
     async def add_repeats(self, counts: Sequence[RepeatCount], now: float) -> list[Crossing]:
         calls: list[ScriptCall] = []
         for count in counts:
-            window, repeats, _, escalated = self._keys(count.key)
+            window, repeats, _, escalated, seen = self._keys(count.key)
+            arguments: list[str | int] = [count.repeats, HISTORY_SECONDS, f"{now:.3f}", self._memory.seconds]
             calls.append(
-                (
-                    [window, repeats, escalated],
-                    [count.repeats, HISTORY_SECONDS, *_threshold_arguments(count.thresholds)],
-                )
+                ([window, repeats, escalated, seen], [*arguments, *_threshold_arguments(count.thresholds)])
             )
         replies = await self._run(self._repeats, calls)
         return [
@@ -252,9 +296,11 @@ def _threshold_arguments(thresholds: Sequence[Thresholds]) -> list[str]:
 
 
 def _claim_from(request: ClaimRequest, reply: list[Any]) -> Claim:
-    first, repeats, previous, remaining_ms = reply
+    first, repeats, previous, remaining_ms = reply[:4]
     if first:
-        return Claim(True, float(request.window_seconds), int(repeats), float(previous) if previous else None)
+        novelty, last_seen, first_seen, total = reply[4:]
+        history = History(_text(novelty), _time(last_seen), _time(first_seen), int(total))
+        return Claim(True, float(request.window_seconds), int(repeats), _time(previous), history)
     # PTTL is -2 when the key expired between SET and PTTL: the window is over.
     return Claim(False, max(int(remaining_ms), 0) / 1000.0)
 
@@ -268,6 +314,10 @@ def _crossings_from(count: RepeatCount, reply: list[Any]) -> list[Crossing]:
         Crossing(count.key, _text(destination), int(threshold), in_window, started)
         for destination, threshold in zip(pairs[::2], pairs[1::2], strict=True)
     ]
+
+
+def _time(value: bytes | str) -> float | None:
+    return float(value) if value else None
 
 
 def _text(value: bytes | str) -> str:

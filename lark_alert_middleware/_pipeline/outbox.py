@@ -91,7 +91,6 @@ class Outbox:
         if len(self._notices) >= self._queue_size:
             self._notices.popleft()
             self._counters.add("dropped")
-            self._finished(1)
             logger.warning("lark_alert_middleware: too many notices waiting for Lark; the oldest was dropped")
         self._notices.append(notice)
         self.wake()
@@ -191,7 +190,8 @@ class Outbox:
 
     def _post_notice(self, notice: Notice) -> Coroutine[Any, Any, None]:
         cards = self._cards
-        return self._post(partial(cards.notice_card, notice), partial(cards.overdue_notice_card, notice), 1)
+        # Not pending work (see Pipeline._notify): nothing to finish.
+        return self._post(partial(cards.notice_card, notice), partial(cards.overdue_notice_card, notice), 0)
 
     async def _post(
         self, make: Callable[[], MadeCard], overdue: Callable[[float], MadeCard], units: int
@@ -205,7 +205,8 @@ class Outbox:
                 made = overdue(CARD_DEADLINE_SECONDS)
             await self._send(made)
         finally:
-            self._finished(units)
+            if units:
+                self._finished(units)
 
     async def _send(self, made: MadeCard) -> None:
         if not made.complete:

@@ -52,6 +52,7 @@ from .digest import Digest
 from .fingerprint import FingerprintFunction, default_fingerprint
 from .handoff import Handoff
 from .loop import LoopLocal, background_loop
+from .memory import REMEMBERED_FINGERPRINT_CHARACTERS
 from .outbox import Outbox
 from .pending import PendingWork
 from .room import make_room
@@ -206,6 +207,8 @@ class Pipeline:
     def warm_up(self) -> Future[None]:
         """Start the alerter thread, check the card template, open the connections: the first alert
         pays nothing for them. The future raises ConfigurationError when the template cannot be used."""
+        if self._lifecycle is Lifecycle.SETTLED:  # the app starts again after a lifespan shutdown
+            self._lifecycle = Lifecycle.SERVING
         return background_loop.submit(self._warm_up())
 
     async def _warm_up(self) -> None:
@@ -303,6 +306,8 @@ class Pipeline:
                 dedup_key(self._service, environment, work.fingerprint),
                 self._window_seconds,
                 work.repeats_here,
+                work.fingerprint[:REMEMBERED_FINGERPRINT_CHARACTERS],
+                work.event.severity,
             )
             for work in batch
         ]
@@ -319,7 +324,9 @@ class Pipeline:
             return
         logger.debug("lark_alert_middleware: %s claimed; alerting", work.fingerprint)
         on_loop.outbox.offer(
-            Alert(work.fingerprint, work.event, Repeats(claim.repeats, claim.previous_alert_at))
+            Alert(
+                work.fingerprint, work.event, Repeats(claim.repeats, claim.previous_alert_at), claim.history
+            )
         )
 
     def _lost(self, on_loop: _OnLoop, batch: list[HandedOff]) -> None:
@@ -388,8 +395,14 @@ class Pipeline:
             )
 
     def _notify(self, on_loop: _OnLoop, notice: Notice) -> None:
-        """Queue a card that is not about one new error; flush() and shutdown wait for it too."""
-        self._pending.add()
+        """Queue a card that is not about one new error, unless the app has shut down.
+
+        Not pending work: flush() and shutdown do not wait for it, so that an app dropped by a
+        test, whose notice may be posting to a receiver long gone, cannot hold the process's exit.
+        """
+        if self._lifecycle is not Lifecycle.SERVING:
+            logger.debug("lark_alert_middleware: the app has shut down; %s not sent", type(notice).__name__)
+            return
         on_loop.outbox.offer_notice(notice)
 
     async def shutdown(self) -> None:

@@ -37,7 +37,7 @@ def test_150_identical_errors_in_one_window_give_the_first_card_and_one_per_thre
     output = server.terminate()
     titles = [card_full_title(card) for card in lark_receiver.cards]
     assert len(titles) == 3, (titles, output)
-    assert titles[0].startswith("🔴 503 GET /status/{status} · orders")
+    assert titles[0] == "🔴 🆕 503 GET /status/{status} · orders · production"
     assert re.fullmatch(
         r"🔴 📈 503 GET /status/\{status\}: now 1\d times in \d+ s · orders · production", titles[1]
     )

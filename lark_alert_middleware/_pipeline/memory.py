@@ -1,0 +1,69 @@
+"""What the fleet remembers of each error between windows, and so what its next card says:
+New (not seen within the memory span), Back (after a quiet spell), or Repeated (ongoing).
+
+Both dedup stores apply the same rule: Redis in its claim script (one small hash per error,
+expiring with the memory span), the in-process store with `Remembered` entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._records import BACK, NEW, ONGOING, History
+
+# How much of a fingerprint is remembered with the error, to name it in later cards.
+REMEMBERED_FINGERPRINT_CHARACTERS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """How long errors are remembered, and how long a quiet spell makes an error Back."""
+
+    seconds: int = 14 * 24 * 3600
+    regression_after: int = 24 * 3600
+
+    def novelty(self, last_seen: float | None, now: float) -> str:
+        if last_seen is None or now - last_seen >= self.seconds:
+            return NEW
+        return BACK if now - last_seen >= self.regression_after else ONGOING
+
+
+DEFAULT_MEMORY = Memory()
+
+
+@dataclass(slots=True)
+class Remembered:
+    """One error's memory in-process."""
+
+    fingerprint: str
+    severity: str
+    first_seen: float
+    last_seen: float
+    total: int
+
+    def seen(self, occurrences: int, now: float) -> None:
+        self.total += occurrences
+        self.last_seen = max(self.last_seen, now)
+
+
+def remember(
+    remembered: Remembered | None,
+    memory: Memory,
+    fingerprint: str,
+    severity: str,
+    occurrences: int,
+    now: float,
+) -> tuple[Remembered, History]:
+    """The memory of an error whose window is claimed now, and the history its card shows."""
+    last_seen = remembered.last_seen if remembered is not None else None
+    novelty = memory.novelty(last_seen, now)
+    if remembered is None or novelty == NEW:
+        remembered = Remembered(fingerprint, severity, now, now, 0)
+        last_seen = None
+    first_seen = None if novelty == NEW else remembered.first_seen
+    remembered.fingerprint, remembered.severity = (
+        fingerprint or remembered.fingerprint,
+        severity or remembered.severity,
+    )
+    remembered.seen(occurrences, now)
+    return remembered, History(novelty, last_seen, first_seen, remembered.total)
