@@ -129,15 +129,22 @@ class AlertSettings(BaseSettings):
     # New, back or ongoing: how long errors are remembered, how long a quiet spell makes one Back.
     memory_days: int = Field(14, ge=1, le=366, validation_alias="LARK_ALERT_MEMORY_DAYS")
     regression_after: int = Field(86400, ge=1, validation_alias="LARK_ALERT_REGRESSION_AFTER")
+    # Recovered (opt-in): seconds an error carded must stay quiet for its green card.
+    recovery_after: int | None = Field(None, ge=1, validation_alias="LARK_ALERT_RECOVERY_AFTER")
 
-    @field_validator("regression_after")
+    @field_validator("recovery_after", mode="before")
     @classmethod
-    def _regression_within_memory(cls, value: int, info: ValidationInfo) -> int:
+    def _blank_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("regression_after", "recovery_after")
+    @classmethod
+    def _spell_within_memory(cls, value: int | None, info: ValidationInfo) -> int | None:
         memory_days = info.data.get("memory_days")  # absent when itself invalid (reported)
-        if memory_days is not None and value >= memory_days * 24 * 3600:
+        if value is not None and memory_days is not None and value >= memory_days * 24 * 3600:
             raise ValueError(
                 f"must be shorter than LARK_ALERT_MEMORY_DAYS ({memory_days} days, "
-                f"{memory_days * 86400} s), or no error could ever be Back"
+                f"{memory_days * 86400} s): the errors would be forgotten first"
             )
         return value
 
@@ -282,6 +289,7 @@ class AlertOptions(TypedDict, total=False):
     check_interval: float
     memory_days: int
     regression_after: int
+    recovery_after: int | None
 
 
 def environment_variable(field_name: str) -> str:

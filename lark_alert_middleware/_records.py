@@ -296,8 +296,40 @@ class EscalationNotice:
     thresholds: tuple[int, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class Tracking:
+    """What the stores keep of a service and environment besides each error's own keys (opt-in)."""
+
+    fleet: str = ""  # the key of the service and environment (see `dedup.fleet_key`)
+    recovery_after: int = 0  # seconds: errors still firing are tracked, for their recovered card; 0: off
+
+
+NO_TRACKING = Tracking()
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """An error that was carded, then stayed quiet for the recovery span: its episode, as remembered."""
+
+    key: str
+    fingerprint: str  # cut short
+    severity: str
+    started_at: float  # the episode's first occurrence, after the previous quiet spell
+    last_seen_at: float
+    count: int  # occurrences in the episode
+    example: ErrorEvent | None = None  # a slim occurrence, when this process kept one
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryNotice:
+    """The errors one sweep found recovered: one green card."""
+
+    recoveries: tuple[Recovery, ...]
+    checked_at: float
+
+
 # Cards that are not about one new error: made by the card stage, posted like alerts.
-Notice = EscalationNotice
+Notice = EscalationNotice | RecoveryNotice
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from lark_alert_middleware._pipeline.dedup import (
     RedisDedupStore,
     dedup_key,
 )
-from lark_alert_middleware._records import Claim, ClaimRequest, RepeatCount
+from lark_alert_middleware._records import NO_TRACKING, Claim, ClaimRequest, RepeatCount, Tracking
 
 from .conftest import SHARED_REDIS_URL, RedisServer
 
@@ -156,9 +156,11 @@ class CountedRedisStore(RedisDedupStore):
 
     calls = 0
 
-    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+    async def claim(
+        self, requests: Sequence[ClaimRequest], now: float, tracking: Tracking = NO_TRACKING
+    ) -> list[Claim]:
         self.calls += 1
-        return await super().claim(requests, now)
+        return await super().claim(requests, now, tracking)
 
 
 async def test_a_hung_redis_costs_one_timeout_then_the_breaker_keeps_claims_away(

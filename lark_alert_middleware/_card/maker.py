@@ -33,7 +33,7 @@ from .._records import (
     Notice,
     RenderedCard,
 )
-from .notices import escalation_variables
+from .notices import escalation_variables, recovered_variables
 from .redact import Redactor
 from .render import CardRenderer, checked_renderer, last_resort_card, minimal_card, minimal_subject
 from .sample import sample_view
@@ -152,8 +152,8 @@ class CardMaker:
         """The card of a notice (escalation, ...); its title alone, when it cannot be made."""
         described = _described_notice(notice)
         try:
-            variables = escalation_variables(notice, self._redactor, self.settings)
-            rendered = self._renderer().render_notice("escalation", variables)
+            name, variables = _notice_variables(notice, self._redactor, self.settings)
+            rendered = self._renderer().render_notice(name, variables)
         except Exception as error:
             self._report([(f"the {described} card", error)])
             return MadeCard(self._last_resort_notice(notice), described, complete=False)
@@ -204,11 +204,18 @@ class CardMaker:
                 )
 
 
+def _notice_variables(notice: Notice, redactor: Redactor, card: CardSettings) -> tuple[str, dict[str, Any]]:
+    """The notice's template (one of render.NOTICE_TEMPLATES) and its variables."""
+    if isinstance(notice, EscalationNotice):
+        return "escalation", escalation_variables(notice, redactor, card)
+    return "recovered", recovered_variables(notice, redactor, card)
+
+
 def _described_notice(notice: Notice) -> str:
     """What a notice is, in a few words, for the log and a last-resort card."""
     if isinstance(notice, EscalationNotice):
         return f"escalation of {len(notice.escalations)} errors"
-    raise TypeError(f"not a notice: {type(notice).__name__}")
+    return f"recovery of {len(notice.recoveries)} errors"
 
 
 def _described(view: AlertView) -> list[str]:

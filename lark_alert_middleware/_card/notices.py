@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .._records import ErrorEvent, EscalationNotice
+from .._records import ErrorEvent, EscalationNotice, RecoveryNotice
 from . import spoken
 from .excerpt import printable
 from .redact import Redactor
@@ -99,4 +99,32 @@ def escalation_variables(notice: EscalationNotice, redactor: Redactor, card: Car
         "lines": lines,
         "more": len(notice.escalations) - len(lines),
         "thresholds": " · ".join(spoken.count(threshold) for threshold in notice.thresholds),
+    }
+
+
+def recovered_variables(notice: RecoveryNotice, redactor: Redactor, card: CardSettings) -> dict[str, Any]:
+    """A recovered card: each error's quiet spell so far, and its episode: how often, how long."""
+    lines = []
+    for recovery in notice.recoveries[:NOTICE_LINES]:
+        name = named_error(recovery.fingerprint, recovery.example, redactor, recovery.severity)
+        lines.append(
+            {
+                "icon": SEVERITY_ICONS[name.severity],
+                "subject": name.subject,
+                "fingerprint": name.fingerprint,
+                "quiet_for": spoken.duration(notice.checked_at - recovery.last_seen_at),
+                "times": spoken.times(recovery.count),
+                "lasted": spoken.duration(recovery.last_seen_at - recovery.started_at),
+                "started": spoken.moment(recovery.started_at),
+                "last_seen": spoken.clock(recovery.last_seen_at),
+            }
+        )
+    if len(notice.recoveries) == 1:
+        title = f"{lines[0]['subject']}: quiet for {lines[0]['quiet_for']}"
+    else:
+        title = f"{len(notice.recoveries)} errors quiet again"
+    return {
+        **_header(card, title, "resolved", mention=False),
+        "lines": lines,
+        "more": len(notice.recoveries) - len(lines),
     }

@@ -26,6 +26,7 @@ from .memory import Memory
 from .outbox import Outbox
 from .pending import PendingWork
 from .pipeline import LoopParts, Pipeline
+from .steward import FallbackSteward, InProcessSteward, RedisSteward, Steward
 from .windows import SuppressionWindows
 
 DEFAULT_SERVICE = "app"
@@ -91,13 +92,14 @@ def build_pipeline(
         memory = Memory(settings.memory_days * 24 * 3600, settings.regression_after)
         local_store = InProcessDedupStore(settings.dedup_capacity, memory)
         store: DedupStore = local_store
+        steward: Steward = InProcessSteward(local_store)
         budget: RateBudget = InProcessRateBudget()
         if settings.redis_url is not None:
             redis_client = shared_clients.redis(settings.redis_url.get_secret_value(), settings.redis_timeout)
             breaker = CircuitBreaker(timeout=settings.redis_timeout * 2)
-            store = FallbackDedupStore(
-                RedisDedupStore(redis_client, settings.redis_key_prefix, memory), local_store, breaker
-            )
+            prefix = settings.redis_key_prefix
+            store = FallbackDedupStore(RedisDedupStore(redis_client, prefix, memory), local_store, breaker)
+            steward = FallbackSteward(RedisSteward(redis_client, prefix), steward, breaker)
             if destination.webhook_url is not None:
                 shared = RedisRateBudget(redis_client, settings.redis_key_prefix, destination.webhook_url)
                 budget = FallbackRateBudget(shared, budget, breaker)
@@ -113,7 +115,7 @@ def build_pipeline(
             counters=counters,
             pending=pending,
         )
-        return LoopParts(store, outbox)
+        return LoopParts(store, outbox, steward)
 
     return Pipeline(
         settings,

@@ -5,6 +5,7 @@ alerts, so every replica sharing the Redis raises one alert per error per window
 Redis the same decision is made in-process. Both also count the repeats that were not
 reported, so the next alert can say how often the error happened since the previous one, and
 remember each error (`memory.py`), so that its next card can say whether it is new or back.
+With recovery on, they track the errors still firing (`Tracking`), for the steward's sweep.
 """
 
 from __future__ import annotations
@@ -15,23 +16,38 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as redis_asyncio
-from redis.exceptions import NoScriptError
+from redis.asyncio.client import Pipeline
 
-from .._records import Claim, ClaimRequest, Crossing, History, RepeatCount, Thresholds
+from .._records import (
+    NO_TRACKING,
+    Claim,
+    ClaimRequest,
+    Crossing,
+    History,
+    Recovery,
+    RepeatCount,
+    Thresholds,
+    Tracking,
+)
 from .breaker import CircuitBreaker
 from .memory import DEFAULT_MEMORY, Memory, Remembered, remember
 from .room import make_room
+from .scripts import Alongside, Script, ScriptCall, run_script
 
 # How long a repeat count and the previous alert's time are kept between windows.
 HISTORY_SECONDS = 7 * 24 * 3600
 
 
 class DedupStore(Protocol):
-    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+    async def claim(
+        self, requests: Sequence[ClaimRequest], now: float, tracking: Tracking = NO_TRACKING
+    ) -> list[Claim]:
         """Decide a batch of claims (one Redis round trip for all of them), in order."""
         ...
 
-    async def add_repeats(self, counts: Sequence[RepeatCount], now: float) -> list[Crossing]:
+    async def add_repeats(
+        self, counts: Sequence[RepeatCount], now: float, tracking: Tracking = NO_TRACKING
+    ) -> list[Crossing]:
         """Add repeats counted in this process to the counts the next alerts will report, and say
         which thresholds the counts inside open windows crossed, each to one caller only."""
         ...
@@ -43,6 +59,17 @@ def dedup_key(service: str, environment: str, fingerprint: str) -> str:
     text = f"{service}\0{environment}\0{fingerprint}"
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
     return digest.hexdigest()
+
+
+def fleet_key(service: str, environment: str) -> str:
+    """The key of what a service and environment keep besides each error's own (see `Tracking`)."""
+    text = f"{service}\0{environment}"
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def fleet_redis_key(prefix: str, fleet: str, name: str) -> str:
+    """A fleet's own Redis key: its keys share one hash tag (one cluster slot), as an error's do."""
+    return f"{prefix}{{{fleet}}}:{name}"
 
 
 def reached_threshold(counts: tuple[int, ...], count: int) -> int:
@@ -57,6 +84,7 @@ class _Entry:
     last_alert_at: float | None
     escalated: dict[str, int] | None = None  # the highest threshold announced per destination
     remembered: Remembered | None = None
+    firing: bool = False  # carded, and not yet found recovered
 
 
 class InProcessDedupStore:
@@ -67,30 +95,37 @@ class InProcessDedupStore:
         self._memory = memory
         self._entries: dict[str, _Entry] = {}
 
-    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
-        return [self._claim_one(request, now) for request in requests]
+    async def claim(
+        self, requests: Sequence[ClaimRequest], now: float, tracking: Tracking = NO_TRACKING
+    ) -> list[Claim]:
+        return [self._claim_one(request, now, tracking) for request in requests]
 
-    def _claim_one(self, request: ClaimRequest, now: float) -> Claim:
+    def _claim_one(self, request: ClaimRequest, now: float, tracking: Tracking) -> Claim:
         entry = self._entries.get(request.key)
         occurrences = request.repeats_here + 1
         if entry is not None and entry.window_ends > now:
             entry.repeats += occurrences  # this occurrence is a repeat too
             if entry.remembered is not None:
                 entry.remembered.seen(occurrences, now)
+            entry.firing = entry.firing or bool(tracking.recovery_after)
             return Claim(False, entry.window_ends - now)
         if entry is None:
             self._make_room(now)
             entry = self._entries[request.key] = _Entry(0.0, 0, None)
+        claimed = (request.fingerprint, request.severity, occurrences)
         entry.remembered, history = remember(
-            entry.remembered, self._memory, request.fingerprint, request.severity, occurrences, now
+            entry.remembered, self._memory, claimed, now, tracking.recovery_after
         )
+        entry.firing = bool(tracking.recovery_after)
         window = request.window_seconds
         repeats = entry.repeats + request.repeats_here
         claim = Claim(True, float(window), repeats, entry.last_alert_at, history)
         entry.window_ends, entry.repeats, entry.last_alert_at, entry.escalated = now + window, 0, now, None
         return claim
 
-    async def add_repeats(self, counts: Sequence[RepeatCount], now: float) -> list[Crossing]:
+    async def add_repeats(
+        self, counts: Sequence[RepeatCount], now: float, tracking: Tracking = NO_TRACKING
+    ) -> list[Crossing]:
         crossings = []
         for count in counts:
             entry = self._entries.get(count.key)
@@ -117,6 +152,18 @@ class InProcessDedupStore:
                 )
         return crossings
 
+    def recovered(self, quiet_seconds: int, now: float, limit: int) -> list[Recovery]:
+        """Errors still firing when last looked at, quiet for `quiet_seconds` now (at most `limit`)."""
+        found = []
+        for key, entry in self._entries.items():
+            remembered = entry.remembered
+            if entry.firing and remembered is not None and now - remembered.last_seen >= quiet_seconds:
+                entry.firing = False
+                found.append(remembered.recovery(key))
+                if len(found) >= limit:
+                    break
+        return found
+
     def _make_room(self, now: float) -> None:
         if len(self._entries) >= self._capacity:
             make_room(self._entries, self._capacity, lambda entry: entry.window_ends <= now, self._drop)
@@ -129,16 +176,18 @@ class InProcessDedupStore:
 
 
 # Every script's keys share one hash tag (`{<key>}`): one cluster slot. Scripts need Redis 6.2+.
+# The fleet's sorted set of errors still firing is written by commands sent alongside.
 
 # KEYS: window, repeat count, previous alert time, thresholds announced, memory (a hash).
 # ARGV: window seconds, now, repeats seen by the caller, history seconds, memory seconds,
-# regression seconds, fingerprint (cut short), severity.
+# regression seconds, fingerprint (cut short), severity, recovery seconds (0: off).
 _CLAIM_SCRIPT = """
 local now, repeats_here = tonumber(ARGV[2]), tonumber(ARGV[3])
 local function remember(occurrences)
   redis.call('HSETNX', KEYS[5], 'first', ARGV[2])
   redis.call('HSET', KEYS[5], 'last', ARGV[2], 'fingerprint', ARGV[7], 'severity', ARGV[8])
   local total = redis.call('HINCRBY', KEYS[5], 'total', occurrences)
+  redis.call('HINCRBY', KEYS[5], 'episode_total', occurrences)
   redis.call('EXPIRE', KEYS[5], ARGV[5])
   return total
 end
@@ -146,12 +195,16 @@ if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
   local repeats = tonumber(redis.call('GETDEL', KEYS[2]) or '0') + repeats_here
   local previous = redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4], 'GET')
   redis.call('DEL', KEYS[4])
-  local seen = redis.call('HMGET', KEYS[5], 'first', 'last')
+  local seen = redis.call('HMGET', KEYS[5], 'first', 'last', 'episode_started')
   local novelty, first, last = 'new', '', ''
   if seen[2] then
     first, last = seen[1] or seen[2], seen[2]
     novelty = 'ongoing'
     if now - tonumber(last) >= tonumber(ARGV[6]) then novelty = 'back' end
+  end
+  local recovery = tonumber(ARGV[9])
+  if recovery > 0 and (last == '' or not seen[3] or now - tonumber(last) >= recovery) then
+    redis.call('HSET', KEYS[5], 'episode_started', ARGV[2], 'episode_total', 0)
   end
   local total = remember(repeats_here + 1)
   return {1, repeats, previous or '', 0, novelty, last, first, total}
@@ -171,6 +224,7 @@ local repeats = redis.call('INCRBY', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('HINCRBY', KEYS[4], 'total', ARGV[1])
+  redis.call('HINCRBY', KEYS[4], 'episode_total', ARGV[1])
   redis.call('HSET', KEYS[4], 'last', ARGV[3])
   redis.call('EXPIRE', KEYS[4], ARGV[4])
 end
@@ -197,24 +251,11 @@ return answer
 """
 
 
-@dataclass(frozen=True, slots=True)
-class _Script:
-    text: str
-    sha: str
-
-    @classmethod
-    def of(cls, text: str) -> _Script:
-        return cls(text, hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest())
-
-
-ScriptCall = tuple[list[str], list[str | int]]  # keys, arguments
-
-
 class RedisDedupStore:
     """Fleet-wide decisions: one script call per claim, a batch of them in one round trip."""
 
-    _claim = _Script.of(_CLAIM_SCRIPT)
-    _repeats = _Script.of(_REPEATS_SCRIPT)
+    _claim = Script.of(_CLAIM_SCRIPT)
+    _repeats = Script.of(_REPEATS_SCRIPT)
 
     def __init__(self, client: redis_asyncio.Redis, prefix: str, memory: Memory = DEFAULT_MEMORY) -> None:
         self._client = client
@@ -225,7 +266,9 @@ class RedisDedupStore:
         base = f"{self._prefix}{{{key}}}"
         return [f"{base}:window", f"{base}:repeats", f"{base}:last", f"{base}:escalated", f"{base}:seen"]
 
-    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+    async def claim(
+        self, requests: Sequence[ClaimRequest], now: float, tracking: Tracking = NO_TRACKING
+    ) -> list[Claim]:
         memory = self._memory
         calls: list[ScriptCall] = [
             (
@@ -239,14 +282,19 @@ class RedisDedupStore:
                     memory.regression_after,
                     request.fingerprint,
                     request.severity,
+                    tracking.recovery_after,
                 ],
             )
             for request in requests
         ]
-        replies = await self._run(self._claim, calls)
+        keys = [request.key for request in requests]
+        alongside = self._firing(tracking, keys, now, only_tracked=False)
+        replies = await run_script(self._client, self._claim, calls, alongside)
         return [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
 
-    async def add_repeats(self, counts: Sequence[RepeatCount], now: float) -> list[Crossing]:
+    async def add_repeats(
+        self, counts: Sequence[RepeatCount], now: float, tracking: Tracking = NO_TRACKING
+    ) -> list[Crossing]:
         calls: list[ScriptCall] = []
         for count in counts:
             window, repeats, _, escalated, seen = self._keys(count.key)
@@ -254,38 +302,29 @@ class RedisDedupStore:
             calls.append(
                 ([window, repeats, escalated, seen], [*arguments, *_threshold_arguments(count.thresholds)])
             )
-        replies = await self._run(self._repeats, calls)
+        alongside = self._firing(tracking, [count.key for count in counts], now, only_tracked=True)
+        replies = await run_script(self._client, self._repeats, calls, alongside)
         return [
             crossing
             for count, reply in zip(counts, replies, strict=True)
             for crossing in _crossings_from(count, reply)
         ]
 
-    async def _run(self, script: _Script, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Every call in one round trip, by hash: not through redis-py's Script in a pipeline,
-        which asks SCRIPT EXISTS first, a second round trip per batch. Redis answers NOSCRIPT
-        only after a restart or a flush; then those calls go again with the script's text."""
-        if not calls:
-            return []
-        replies = await self._pipelined(script, calls, by_hash=True)
-        unknown = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if unknown:
-            again = await self._pipelined(script, [calls[index] for index in unknown], by_hash=False)
-            for index, reply in zip(unknown, again, strict=True):
-                replies[index] = reply
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+    def _firing(
+        self, tracking: Tracking, keys: list[str], now: float, *, only_tracked: bool
+    ) -> Alongside | None:
+        """With recovery on: the errors' last sighting in the fleet's sorted set of errors still
+        firing; claimed errors join it, repeats only move the errors already in it."""
+        if not tracking.recovery_after or not keys:
+            return None
+        firing = fleet_redis_key(self._prefix, tracking.fleet, "firing")
+        scores = {key: now for key in keys}
 
-    async def _pipelined(self, script: _Script, calls: Sequence[ScriptCall], *, by_hash: bool) -> list[Any]:
-        async with self._client.pipeline(transaction=False) as pipeline:
-            for keys, arguments in calls:
-                if by_hash:
-                    pipeline.evalsha(script.sha, len(keys), *keys, *arguments)
-                else:
-                    pipeline.eval(script.text, len(keys), *keys, *arguments)
-            return list(await pipeline.execute(raise_on_error=False))
+        def add(pipeline: Pipeline) -> None:
+            pipeline.zadd(firing, scores, xx=only_tracked, gt=True)
+            pipeline.expire(firing, self._memory.seconds)
+
+        return add
 
 
 def _threshold_arguments(thresholds: Sequence[Thresholds]) -> list[str]:
@@ -316,7 +355,7 @@ def _crossings_from(count: RepeatCount, reply: list[Any]) -> list[Crossing]:
     ]
 
 
-def _time(value: bytes | str) -> float | None:
+def _time(value: bytes | str | None) -> float | None:
     return float(value) if value else None
 
 
@@ -332,12 +371,18 @@ class FallbackDedupStore:
         self._fallback = fallback
         self.breaker = breaker
 
-    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+    async def claim(
+        self, requests: Sequence[ClaimRequest], now: float, tracking: Tracking = NO_TRACKING
+    ) -> list[Claim]:
         return await self.breaker.call(
-            lambda: self._primary.claim(requests, now), lambda: self._fallback.claim(requests, now)
+            lambda: self._primary.claim(requests, now, tracking),
+            lambda: self._fallback.claim(requests, now, tracking),
         )
 
-    async def add_repeats(self, counts: Sequence[RepeatCount], now: float) -> list[Crossing]:
+    async def add_repeats(
+        self, counts: Sequence[RepeatCount], now: float, tracking: Tracking = NO_TRACKING
+    ) -> list[Crossing]:
         return await self.breaker.call(
-            lambda: self._primary.add_repeats(counts, now), lambda: self._fallback.add_repeats(counts, now)
+            lambda: self._primary.add_repeats(counts, now, tracking),
+            lambda: self._fallback.add_repeats(counts, now, tracking),
         )

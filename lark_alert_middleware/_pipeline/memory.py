@@ -2,14 +2,16 @@
 New (not seen within the memory span), Back (after a quiet spell), or Repeated (ongoing).
 
 Both dedup stores apply the same rule: Redis in its claim script (one small hash per error,
-expiring with the memory span), the in-process store with `Remembered` entries.
+expiring with the memory span), the in-process store with `Remembered` entries. With recovery
+on, the memory also holds the error's current episode: from its first occurrence after a
+quiet spell of the recovery span, and how often it happened since.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._records import BACK, NEW, ONGOING, History
+from .._records import BACK, NEW, ONGOING, History, Recovery
 
 # How much of a fingerprint is remembered with the error, to name it in later cards.
 REMEMBERED_FINGERPRINT_CHARACTERS = 300
@@ -39,31 +41,43 @@ class Remembered:
     severity: str
     first_seen: float
     last_seen: float
-    total: int
+    total: int = 0
+    episode_started: float = 0.0
+    episode_total: int = 0
 
     def seen(self, occurrences: int, now: float) -> None:
         self.total += occurrences
+        self.episode_total += occurrences
         self.last_seen = max(self.last_seen, now)
+
+    def recovery(self, key: str) -> Recovery:
+        return Recovery(
+            key, self.fingerprint, self.severity, self.episode_started, self.last_seen, self.episode_total
+        )
 
 
 def remember(
     remembered: Remembered | None,
     memory: Memory,
-    fingerprint: str,
-    severity: str,
-    occurrences: int,
+    claimed: tuple[str, str, int],
     now: float,
+    recovery_after: int = 0,
 ) -> tuple[Remembered, History]:
-    """The memory of an error whose window is claimed now, and the history its card shows."""
+    """The memory of an error whose window is claimed now, and the history its card shows.
+
+    `claimed` is the fingerprint (cut short), the severity and the occurrences it counts.
+    """
+    fingerprint, severity, occurrences = claimed
     last_seen = remembered.last_seen if remembered is not None else None
     novelty = memory.novelty(last_seen, now)
     if remembered is None or novelty == NEW:
-        remembered = Remembered(fingerprint, severity, now, now, 0)
+        remembered = Remembered(fingerprint, severity, now, now)
         last_seen = None
+    if recovery_after and (
+        last_seen is None or now - last_seen >= recovery_after or not remembered.episode_started
+    ):
+        remembered.episode_started, remembered.episode_total = now, 0
     first_seen = None if novelty == NEW else remembered.first_seen
-    remembered.fingerprint, remembered.severity = (
-        fingerprint or remembered.fingerprint,
-        severity or remembered.severity,
-    )
+    remembered.fingerprint, remembered.severity = fingerprint or remembered.fingerprint, severity
     remembered.seen(occurrences, now)
     return remembered, History(novelty, last_seen, first_seen, remembered.total)

@@ -9,7 +9,8 @@ thread. Everything else runs on the alerter thread (`loop.py`): one
 consumer takes what was handed off, claims each error's window in the dedup store (one Redis
 round trip for a burst) and offers the alerts it won to the outbox; every check interval, the
 repeats counted on the request path are handed to the store, which says which escalation
-thresholds they crossed fleet-wide.
+thresholds they crossed fleet-wide, and the fleet's steward (`steward.py`), if this process is
+it, sweeps for recovered errors.
 """
 
 from __future__ import annotations
@@ -40,14 +41,16 @@ from .._records import (
     EscalationNotice,
     HandedOff,
     Notice,
+    RecoveryNotice,
     RepeatCount,
     Repeats,
     Thresholds,
+    Tracking,
     as_text,
 )
 from .._stats import Counters
 from .clients import shared_clients
-from .dedup import DedupStore, FallbackDedupStore, dedup_key
+from .dedup import DedupStore, FallbackDedupStore, dedup_key, fleet_key
 from .digest import Digest
 from .fingerprint import FingerprintFunction, default_fingerprint
 from .handoff import Handoff
@@ -56,13 +59,16 @@ from .memory import REMEMBERED_FINGERPRINT_CHARACTERS
 from .outbox import Outbox
 from .pending import PendingWork
 from .room import make_room
+from .steward import Steward
 from .windows import KnownError, SuppressionWindows, Tally
 
 logger = logging.getLogger("lark_alert_middleware")
 
 CLAIM_BATCH = 100
-# Errors whose latest occurrence is kept (slim) to name them on an escalation card.
+# Errors whose latest occurrence is kept (slim) to name them on an escalation or recovered card.
 EXAMPLES_KEPT = 1000
+# The steward's lease lasts this many checks (at least 2 s): a missed renewal is no handover.
+LEASE_CHECKS = 3
 # A custom fingerprint is cut to this many characters: it may be built from request data.
 CUSTOM_FINGERPRINT_CHARACTERS = 1000
 
@@ -73,6 +79,7 @@ class LoopParts:
 
     store: DedupStore
     outbox: Outbox
+    steward: Steward
 
 
 class Lifecycle(enum.Enum):
@@ -87,6 +94,7 @@ class _OnLoop:
     def __init__(self, parts: LoopParts, pipeline: Pipeline) -> None:
         self.store = parts.store
         self.outbox = parts.outbox
+        self.steward = parts.steward
         self.consumer: asyncio.Task[None] | None = None
         self.checker = asyncio.get_running_loop().create_task(pipeline.check_forever(self))
 
@@ -122,6 +130,7 @@ class Pipeline:
         # Escalation: the counts inside a window each destination wants to hear of an error at.
         self.thresholds = thresholds
         self._examples: dict[str, ErrorEvent] = {}
+        self._keeps_examples = bool(thresholds) or bool(settings.recovery_after)
         self._handoff = Handoff(max(1000, 20 * settings.queue_size), self._accept)
         self._on_loop = LoopLocal(lambda: _OnLoop(make_parts(), self))
         self._lifecycle = Lifecycle.SERVING
@@ -311,10 +320,15 @@ class Pipeline:
             )
             for work in batch
         ]
-        return await on_loop.store.claim(requests, time.time())
+        return await on_loop.store.claim(requests, time.time(), self._tracking())
+
+    def _tracking(self) -> Tracking:
+        return Tracking(
+            fleet_key(self._service, self.settings.environment), self.settings.recovery_after or 0
+        )
 
     def _decide(self, on_loop: _OnLoop, work: HandedOff, claim: Claim) -> None:
-        if self.thresholds:
+        if self._keeps_examples:
             self._keep_example(work.fingerprint, work.event)
         if not claim.first:
             self.windows.extend(work.fingerprint, time.monotonic() + claim.remaining_seconds)
@@ -349,15 +363,21 @@ class Pipeline:
 
     async def check_forever(self, on_loop: _OnLoop) -> None:
         """Every check interval: hand the repeats counted here to the store, so that whichever
-        replica alerts next reports them, and announce the escalation thresholds they crossed."""
+        replica alerts next reports them, and announce the escalation thresholds they crossed;
+        then, if this process is the fleet's steward, what must happen once per fleet."""
         while True:
             await asyncio.sleep(self.settings.check_interval)
+            tracking = self._tracking()
             try:
-                await self._hand_over_repeats(on_loop)
+                await self._hand_over_repeats(on_loop, tracking)
             except Exception:
                 logger.exception("lark_alert_middleware: could not record repeat counts")
+            try:
+                await self._steward_checks(on_loop, tracking)
+            except Exception:
+                logger.exception("lark_alert_middleware: the fleet's checks failed")
 
-    async def _hand_over_repeats(self, on_loop: _OnLoop) -> None:
+    async def _hand_over_repeats(self, on_loop: _OnLoop, tracking: Tracking) -> None:
         # Without thresholds, only ended windows: their counts are read at the next claim.
         repeats = self.windows.take_repeats(time.monotonic(), open_windows=bool(self.thresholds))
         if not repeats:
@@ -366,9 +386,22 @@ class Pipeline:
         fingerprints = {dedup_key(self._service, environment, fp): fp for fp in repeats}
         counts = [RepeatCount(key, repeats[fp], self.thresholds) for key, fp in fingerprints.items()]
         now = time.time()
-        crossings = await on_loop.store.add_repeats(counts, now)
+        crossings = await on_loop.store.add_repeats(counts, now, tracking)
         if crossings:
             self._escalate(on_loop, crossings, fingerprints, now)
+
+    async def _steward_checks(self, on_loop: _OnLoop, tracking: Tracking) -> None:
+        if not tracking.recovery_after:
+            return
+        lease_seconds = max(LEASE_CHECKS * self.settings.check_interval, 2.0)
+        if not await on_loop.steward.lead(tracking.fleet, lease_seconds):
+            return
+        now = time.time()
+        recoveries = await on_loop.steward.recovered(tracking.fleet, tracking.recovery_after, now)
+        if recoveries:
+            named = [replace(each, example=self._examples.get(each.fingerprint)) for each in recoveries]
+            named.sort(key=lambda recovery: -recovery.count)
+            self._notify(on_loop, RecoveryNotice(tuple(named), now))
 
     def _escalate(
         self, on_loop: _OnLoop, crossings: list[Crossing], fingerprints: dict[str, str], now: float
