@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import redis
@@ -131,11 +133,38 @@ class AlertSettings(BaseSettings):
     regression_after: int = Field(86400, ge=1, validation_alias="LARK_ALERT_REGRESSION_AFTER")
     # Recovered (opt-in): seconds an error carded must stay quiet for its green card.
     recovery_after: int | None = Field(None, ge=1, validation_alias="LARK_ALERT_RECOVERY_AFTER")
+    # The daily summary (opt-in): when it is due, in which time zone.
+    daily_summary: dt.time | None = Field(None, validation_alias="LARK_ALERT_DAILY_SUMMARY")
+    timezone: str = Field("UTC", validation_alias="LARK_ALERT_TIMEZONE")
 
-    @field_validator("recovery_after", mode="before")
+    @field_validator("recovery_after", "daily_summary", mode="before")
     @classmethod
     def _blank_is_off(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("daily_summary", mode="before")
+    @classmethod
+    def _time_of_day(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            return value  # blank: off (see _blank_is_off)
+        try:
+            at = dt.time.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                "is not a time of day like 09:00 or 17:30:00 (24-hour, two digits each)"
+            ) from None
+        if at.tzinfo is not None:
+            raise ValueError("must not name a time zone; set LARK_ALERT_TIMEZONE")
+        return at
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not an IANA time zone like UTC, Europe/Paris or Asia/Shanghai") from None
+        return value.strip()
 
     @field_validator("regression_after", "recovery_after")
     @classmethod
@@ -290,6 +319,8 @@ class AlertOptions(TypedDict, total=False):
     memory_days: int
     regression_after: int
     recovery_after: int | None
+    daily_summary: str | dt.time | None
+    timezone: str
 
 
 def environment_variable(field_name: str) -> str:

@@ -223,14 +223,14 @@ class History:
 class ClaimRequest:
     """Claim the window of `key`, or, if it is taken, add `repeats_here` to its next alert's count.
 
-    `fingerprint` (cut short) and `severity` are remembered with the error, so that any replica
-    can name it in a later card.
+    `name` (what later cards call the error, cut short) and `severity` are remembered with it,
+    so that any replica can name it in a recovered card or the daily summary.
     """
 
     key: str
     window_seconds: int
     repeats_here: int
-    fingerprint: str = ""
+    name: str = ""
     severity: str = ""
 
 
@@ -302,6 +302,7 @@ class Tracking:
 
     fleet: str = ""  # the key of the service and environment (see `dedup.fleet_key`)
     recovery_after: int = 0  # seconds: errors still firing are tracked, for their recovered card; 0: off
+    summary_due: float = 0.0  # when the summary of the period counted now is due; 0: no summary
 
 
 NO_TRACKING = Tracking()
@@ -312,12 +313,11 @@ class Recovery:
     """An error that was carded, then stayed quiet for the recovery span: its episode, as remembered."""
 
     key: str
-    fingerprint: str  # cut short
+    name: str  # as remembered (see ClaimRequest)
     severity: str
     started_at: float  # the episode's first occurrence, after the previous quiet spell
     last_seen_at: float
     count: int  # occurrences in the episode
-    example: ErrorEvent | None = None  # a slim occurrence, when this process kept one
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,8 +328,32 @@ class RecoveryNotice:
     checked_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class SummaryLine:
+    """One error on the daily summary: how often in the period, and whether it is new or still firing."""
+
+    name: str  # as remembered (see ClaimRequest)
+    severity: str
+    count: int
+    new: bool
+    firing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DailySummary:
+    """The day's errors, for the card a team lead reads in the morning."""
+
+    started_at: float  # the previous summary's time, or when the fleet started counting, if later
+    ended_at: float  # when this one was due
+    total: int  # errors in the period
+    kinds: int  # distinct errors
+    new_kinds: int
+    lines: tuple[SummaryLine, ...]  # the most frequent, then new ones not among them
+    timezone: str = "UTC"
+
+
 # Cards that are not about one new error: made by the card stage, posted like alerts.
-Notice = EscalationNotice | RecoveryNotice
+Notice = EscalationNotice | RecoveryNotice | DailySummary
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,7 +91,7 @@ async def test_redis_keeps_one_small_expiring_hash_per_error(redis_prefix: str) 
             "first": "1000.000",
             "last": "1000.000",
             "total": "1",
-            "fingerprint": "GET /x 500",
+            "name": "GET /x 500",
             "severity": "error",
             "episode_total": "1",  # how often since the error was last quiet (for its recovered card)
         }

@@ -44,7 +44,7 @@ async def test_a_quiet_error_is_found_recovered_once_with_its_episode(
     await store.add_repeats([RepeatCount("a", 41)], now=1030.0, tracking=TRACKING)
     assert await stewards[0].recovered("fleet", 600, now=1600.0) == []  # quiet for 570 s only
     [recovery] = await stewards[0].recovered("fleet", 600, now=1631.0)
-    assert (recovery.fingerprint, recovery.severity, recovery.count) == ("GET /a 500", "error", 42)
+    assert (recovery.name, recovery.severity, recovery.count) == ("GET /a 500", "error", 42)
     assert (recovery.started_at, recovery.last_seen_at) == (1000.0, 1030.0)
     assert await stewards[1].recovered("fleet", 600, now=1700.0) == []  # found once, by either
 

@@ -31,9 +31,10 @@ from .._records import (
     EscalationNotice,
     MadeCard,
     Notice,
+    RecoveryNotice,
     RenderedCard,
 )
-from .notices import escalation_variables, recovered_variables
+from .notices import escalation_variables, recovered_variables, summary_variables
 from .redact import Redactor
 from .render import CardRenderer, checked_renderer, last_resort_card, minimal_card, minimal_subject
 from .sample import sample_view
@@ -208,14 +209,18 @@ def _notice_variables(notice: Notice, redactor: Redactor, card: CardSettings) ->
     """The notice's template (one of render.NOTICE_TEMPLATES) and its variables."""
     if isinstance(notice, EscalationNotice):
         return "escalation", escalation_variables(notice, redactor, card)
-    return "recovered", recovered_variables(notice, redactor, card)
+    if isinstance(notice, RecoveryNotice):
+        return "recovered", recovered_variables(notice, redactor, card)
+    return "summary", summary_variables(notice, redactor, card)
 
 
 def _described_notice(notice: Notice) -> str:
     """What a notice is, in a few words, for the log and a last-resort card."""
     if isinstance(notice, EscalationNotice):
         return f"escalation of {len(notice.escalations)} errors"
-    return f"recovery of {len(notice.recoveries)} errors"
+    if isinstance(notice, RecoveryNotice):
+        return f"recovery of {len(notice.recoveries)} errors"
+    return f"daily summary of {notice.total} errors"
 
 
 def _described(view: AlertView) -> list[str]:

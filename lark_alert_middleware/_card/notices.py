@@ -1,16 +1,20 @@
 """The template variables of notices: cards about errors already carded (escalating, ...).
 
-A notice names each error by the occurrence the pipeline kept of it (redacted, as every card
-is), or, when that was forgotten, by its fingerprint (redacted too: a custom one may hold
-request data). Lines are bounded, so a notice card fits Lark's 20 KiB by construction.
+An escalation names each error by the occurrence the pipeline kept of it (redacted, as every
+card is), or, when that was forgotten, by its fingerprint (redacted too: a custom one may hold
+request data). Recovered cards and the summary may be sent by a replica that never saw the
+error: they name it as the fleet remembered it (`memory.remembered_name`). Lines are bounded, so a
+notice card fits Lark's 20 KiB by construction.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from .._records import ErrorEvent, EscalationNotice, RecoveryNotice
+from .._records import DailySummary, ErrorEvent, EscalationNotice, RecoveryNotice
 from . import spoken
 from .excerpt import printable
 from .redact import Redactor
@@ -39,11 +43,17 @@ class NamedError:
     fingerprint: str
 
 
+def shown_name(name: str, redactor: Redactor) -> str:
+    """A remembered name or a fingerprint, as a card shows it: redacted (a custom fingerprint may
+    hold request data), printable, cut short."""
+    return cut(printable(redactor.text(name)), SUBJECT_CHARACTERS)[0]
+
+
 def named_error(
     fingerprint: str, example: ErrorEvent | None, redactor: Redactor, severity: str
 ) -> NamedError:
-    """An error as a notice names it: by its `example` if there is one, else by its fingerprint."""
-    shown_fingerprint = cut(printable(redactor.text(fingerprint)), SUBJECT_CHARACTERS)[0]
+    """An error as an escalation names it: by its `example` if there is one, else by its fingerprint."""
+    shown_fingerprint = shown_name(fingerprint, redactor)
     if example is None:
         return NamedError(shown_fingerprint, "", severity, shown_fingerprint)
     view = build_view(example, fingerprint, None, redactor)
@@ -106,12 +116,11 @@ def recovered_variables(notice: RecoveryNotice, redactor: Redactor, card: CardSe
     """A recovered card: each error's quiet spell so far, and its episode: how often, how long."""
     lines = []
     for recovery in notice.recoveries[:NOTICE_LINES]:
-        name = named_error(recovery.fingerprint, recovery.example, redactor, recovery.severity)
+        name = shown_name(recovery.name, redactor)
         lines.append(
             {
-                "icon": SEVERITY_ICONS[name.severity],
-                "subject": name.subject,
-                "fingerprint": name.fingerprint,
+                "icon": SEVERITY_ICONS.get(recovery.severity, SEVERITY_ICONS["error"]),
+                "subject": name,
                 "quiet_for": spoken.duration(notice.checked_at - recovery.last_seen_at),
                 "times": spoken.times(recovery.count),
                 "lasted": spoken.duration(recovery.last_seen_at - recovery.started_at),
@@ -127,4 +136,35 @@ def recovered_variables(notice: RecoveryNotice, redactor: Redactor, card: CardSe
         **_header(card, title, "resolved", mention=False),
         "lines": lines,
         "more": len(notice.recoveries) - len(lines),
+    }
+
+
+def summary_variables(summary: DailySummary, redactor: Redactor, card: CardSettings) -> dict[str, Any]:
+    """The daily summary: the period, its totals, the most frequent errors and the new ones."""
+    lines = []
+    for line in summary.lines:
+        lines.append(
+            {
+                "icon": SEVERITY_ICONS.get(line.severity, SEVERITY_ICONS["error"]),
+                "subject": shown_name(line.name, redactor),
+                "count": spoken.count(line.count),
+                "new": line.new,
+                "firing": line.firing,
+            }
+        )
+    zone = ZoneInfo(summary.timezone)
+
+    def local(timestamp: float) -> str:
+        return datetime.fromtimestamp(timestamp, zone).strftime("%Y-%m-%d %H:%M")
+
+    firing = sum(1 for line in summary.lines if line.firing)
+    return {
+        **_header(card, f"Daily summary: {spoken.errors(summary.total)}", "info", mention=False),
+        "period": f"{local(summary.started_at)} to {local(summary.ended_at)} ({summary.timezone})",
+        "total": spoken.count(summary.total),
+        "kinds": spoken.count(summary.kinds),
+        "new_kinds": spoken.count(summary.new_kinds),
+        "firing": firing,
+        "lines": lines,
+        "more_kinds": max(summary.kinds - len(lines), 0),
     }

@@ -52,7 +52,7 @@ CARD_BUDGET = LARK_BODY_LIMIT - ENVELOPE_BYTES
 # How much of a subject a card without a template shows.
 SUBJECT_CHARACTERS = 300
 # The built-in templates of cards that are not about one new error (`<name>.json.j2`).
-NOTICE_TEMPLATES = ("escalation", "recovered")
+NOTICE_TEMPLATES = ("escalation", "recovered", "summary")
 
 # Tried in order until the card fits: bodies and traceback shrink before anything else.
 SHRINKING_SIZES = (

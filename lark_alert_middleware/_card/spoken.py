@@ -14,6 +14,11 @@ def times(number: int) -> str:
     return {1: "once", 2: "twice"}.get(number, f"{number:,} times")
 
 
+def errors(number: int) -> str:
+    """`no errors`, `1 error`, `1,234 errors`."""
+    return {0: "no errors", 1: "1 error"}.get(number, f"{number:,} errors")
+
+
 def moment(timestamp: float) -> str:
     """`2026-01-01 14:02:11 UTC`."""
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -5,20 +5,22 @@ alerts, so every replica sharing the Redis raises one alert per error per window
 Redis the same decision is made in-process. Both also count the repeats that were not
 reported, so the next alert can say how often the error happened since the previous one, and
 remember each error (`memory.py`), so that its next card can say whether it is new or back.
-With recovery on, they track the errors still firing (`Tracking`), for the steward's sweep.
+With recovery on, they track the errors still firing, for the steward's sweep; with the daily
+summary on, how often each error happened in the summary's period (`Tracking`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis.asyncio as redis_asyncio
 from redis.asyncio.client import Pipeline
 
 from .._records import (
+    NEW,
     NO_TRACKING,
     Claim,
     ClaimRequest,
@@ -36,6 +38,11 @@ from .scripts import Alongside, Script, ScriptCall, run_script
 
 # How long a repeat count and the previous alert's time are kept between windows.
 HISTORY_SECONDS = 7 * 24 * 3600
+# How long a summary period's counts are kept after it ended: a fleet down when the summary was
+# due sends it when it is back, this long at most.
+DAY_KEPT_SECONDS = 2 * 24 * 3600
+# Summary periods counted in-process (the current one, and those not yet summarised).
+DAYS_KEPT = 3
 
 
 class DedupStore(Protocol):
@@ -87,6 +94,17 @@ class _Entry:
     firing: bool = False  # carded, and not yet found recovered
 
 
+@dataclass(slots=True)
+class Day:
+    """One summary period's counts in-process: per error (bounded), new errors, all errors."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    new: set[str] = field(default_factory=set)
+    total: int = 0
+    watched_since: float | None = None
+    sent: bool = False
+
+
 class InProcessDedupStore:
     """The same decisions for one process, bounded to `capacity` keys."""
 
@@ -94,6 +112,7 @@ class InProcessDedupStore:
         self._capacity = capacity
         self._memory = memory
         self._entries: dict[str, _Entry] = {}
+        self._days: dict[float, Day] = {}
 
     async def claim(
         self, requests: Sequence[ClaimRequest], now: float, tracking: Tracking = NO_TRACKING
@@ -108,15 +127,17 @@ class InProcessDedupStore:
             if entry.remembered is not None:
                 entry.remembered.seen(occurrences, now)
             entry.firing = entry.firing or bool(tracking.recovery_after)
+            self._count_day(tracking, request.key, occurrences)
             return Claim(False, entry.window_ends - now)
         if entry is None:
             self._make_room(now)
             entry = self._entries[request.key] = _Entry(0.0, 0, None)
-        claimed = (request.fingerprint, request.severity, occurrences)
+        claimed = (request.name, request.severity, occurrences)
         entry.remembered, history = remember(
             entry.remembered, self._memory, claimed, now, tracking.recovery_after
         )
         entry.firing = bool(tracking.recovery_after)
+        self._count_day(tracking, request.key, occurrences, new=history.novelty == NEW)
         window = request.window_seconds
         repeats = entry.repeats + request.repeats_here
         claim = Claim(True, float(window), repeats, entry.last_alert_at, history)
@@ -134,6 +155,7 @@ class InProcessDedupStore:
             entry.repeats += count.repeats
             if entry.remembered is not None:
                 entry.remembered.seen(count.repeats, now)
+            self._count_day(tracking, count.key, count.repeats)
             if entry.window_ends > now and entry.last_alert_at is not None:
                 crossings += self._crossings(count, entry, entry.last_alert_at)
         return crossings
@@ -151,6 +173,29 @@ class InProcessDedupStore:
                     Crossing(count.key, thresholds.destination, reached, in_window, window_started_at)
                 )
         return crossings
+
+    def _count_day(self, tracking: Tracking, key: str, occurrences: int, *, new: bool = False) -> None:
+        if not tracking.summary_due:
+            return
+        day = self.day(tracking.summary_due)
+        day.total += occurrences
+        if key in day.counts or len(day.counts) < self._capacity:  # past it, errors are only counted
+            day.counts[key] = day.counts.get(key, 0) + occurrences
+            if new:
+                day.new.add(key)
+
+    def day(self, due: float) -> Day:
+        """The counts of the summary period that ends at `due`."""
+        day = self._days.get(due)
+        if day is None:
+            for old in sorted(self._days)[: max(0, len(self._days) - DAYS_KEPT + 1)]:
+                del self._days[old]
+            day = self._days[due] = Day()
+        return day
+
+    def remembered(self, key: str) -> Remembered | None:
+        entry = self._entries.get(key)
+        return None if entry is None else entry.remembered
 
     def recovered(self, quiet_seconds: int, now: float, limit: int) -> list[Recovery]:
         """Errors still firing when last looked at, quiet for `quiet_seconds` now (at most `limit`)."""
@@ -180,12 +225,12 @@ class InProcessDedupStore:
 
 # KEYS: window, repeat count, previous alert time, thresholds announced, memory (a hash).
 # ARGV: window seconds, now, repeats seen by the caller, history seconds, memory seconds,
-# regression seconds, fingerprint (cut short), severity, recovery seconds (0: off).
+# regression seconds, the error's name (see ClaimRequest), severity, recovery seconds (0: off).
 _CLAIM_SCRIPT = """
 local now, repeats_here = tonumber(ARGV[2]), tonumber(ARGV[3])
 local function remember(occurrences)
   redis.call('HSETNX', KEYS[5], 'first', ARGV[2])
-  redis.call('HSET', KEYS[5], 'last', ARGV[2], 'fingerprint', ARGV[7], 'severity', ARGV[8])
+  redis.call('HSET', KEYS[5], 'last', ARGV[2], 'name', ARGV[7], 'severity', ARGV[8])
   local total = redis.call('HINCRBY', KEYS[5], 'total', occurrences)
   redis.call('HINCRBY', KEYS[5], 'episode_total', occurrences)
   redis.call('EXPIRE', KEYS[5], ARGV[5])
@@ -280,17 +325,22 @@ class RedisDedupStore:
                     HISTORY_SECONDS,
                     memory.seconds,
                     memory.regression_after,
-                    request.fingerprint,
+                    request.name,
                     request.severity,
                     tracking.recovery_after,
                 ],
             )
             for request in requests
         ]
-        keys = [request.key for request in requests]
-        alongside = self._firing(tracking, keys, now, only_tracked=False)
+        occurrences: dict[str, int] = {}
+        for request in requests:
+            occurrences[request.key] = occurrences.get(request.key, 0) + request.repeats_here + 1
+        alongside = self._alongside(tracking, occurrences, now, claimed=True)
         replies = await run_script(self._client, self._claim, calls, alongside)
-        return [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
+        claims = [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
+        if tracking.summary_due:
+            await self._count_new(tracking, requests, claims, now)
+        return claims
 
     async def add_repeats(
         self, counts: Sequence[RepeatCount], now: float, tracking: Tracking = NO_TRACKING
@@ -302,7 +352,8 @@ class RedisDedupStore:
             calls.append(
                 ([window, repeats, escalated, seen], [*arguments, *_threshold_arguments(count.thresholds)])
             )
-        alongside = self._firing(tracking, [count.key for count in counts], now, only_tracked=True)
+        occurrences = {count.key: count.repeats for count in counts}
+        alongside = self._alongside(tracking, occurrences, now, claimed=False)
         replies = await run_script(self._client, self._repeats, calls, alongside)
         return [
             crossing
@@ -310,21 +361,56 @@ class RedisDedupStore:
             for crossing in _crossings_from(count, reply)
         ]
 
-    def _firing(
-        self, tracking: Tracking, keys: list[str], now: float, *, only_tracked: bool
+    def _alongside(
+        self, tracking: Tracking, occurrences: dict[str, int], now: float, *, claimed: bool
     ) -> Alongside | None:
-        """With recovery on: the errors' last sighting in the fleet's sorted set of errors still
-        firing; claimed errors join it, repeats only move the errors already in it."""
-        if not tracking.recovery_after or not keys:
+        """What the fleet tracks, sent with the scripts: with recovery on, the errors' last sighting
+        in the sorted set of errors still firing (claimed errors join it, repeats only move those
+        in it); with the summary on, their counts in the period's sorted set."""
+        if not occurrences or not (tracking.recovery_after or tracking.summary_due):
             return None
-        firing = fleet_redis_key(self._prefix, tracking.fleet, "firing")
-        scores = {key: now for key in keys}
+        prefix, fleet = self._prefix, tracking.fleet
 
         def add(pipeline: Pipeline) -> None:
-            pipeline.zadd(firing, scores, xx=only_tracked, gt=True)
-            pipeline.expire(firing, self._memory.seconds)
+            if tracking.recovery_after:
+                firing = fleet_redis_key(prefix, fleet, "firing")
+                pipeline.zadd(firing, dict.fromkeys(occurrences, now), xx=not claimed, gt=True)
+                pipeline.expire(firing, self._memory.seconds)
+            if tracking.summary_due:
+                day = day_redis_key(prefix, fleet, tracking.summary_due)
+                for key, count in occurrences.items():
+                    pipeline.zincrby(day, count, key)
+                pipeline.incrby(f"{day}:total", sum(occurrences.values()))
+                kept = _day_kept_seconds(tracking.summary_due, now)
+                pipeline.expire(day, kept)
+                pipeline.expire(f"{day}:total", kept)
 
         return add
+
+    async def _count_new(
+        self, tracking: Tracking, requests: Sequence[ClaimRequest], claims: list[Claim], now: float
+    ) -> None:
+        """The errors first seen in the summary's period: after the claims that said so (rare)."""
+        new = [
+            request.key
+            for request, claim in zip(requests, claims, strict=True)
+            if claim.history is not None and claim.history.novelty == NEW
+        ]
+        if new:
+            day_new = f"{day_redis_key(self._prefix, tracking.fleet, tracking.summary_due)}:new"
+            async with self._client.pipeline(transaction=False) as pipeline:
+                pipeline.sadd(day_new, *new)
+                pipeline.expire(day_new, _day_kept_seconds(tracking.summary_due, now))
+                await pipeline.execute()
+
+
+def day_redis_key(prefix: str, fleet: str, due: float) -> str:
+    """The sorted set of the errors counted in the summary period ending at `due` (and its prefix)."""
+    return fleet_redis_key(prefix, fleet, f"day:{int(due)}")
+
+
+def _day_kept_seconds(due: float, now: float) -> int:
+    return max(int(due - now), 0) + DAY_KEPT_SECONDS
 
 
 def _threshold_arguments(thresholds: Sequence[Thresholds]) -> list[str]:

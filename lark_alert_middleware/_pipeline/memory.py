@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._records import BACK, NEW, ONGOING, History, Recovery
+from .._card.view import http_subject
+from .._records import BACK, NEW, ONGOING, ErrorEvent, History, Recovery
+from .fingerprint import UNMATCHED_ROUTE
 
-# How much of a fingerprint is remembered with the error, to name it in later cards.
-REMEMBERED_FINGERPRINT_CHARACTERS = 300
+# How much of an error's name is remembered with it (see `remembered_name`).
+REMEMBERED_NAME_CHARACTERS = 300
+
+
+def remembered_name(event: ErrorEvent, fingerprint: str) -> str:
+    """What recovered cards and the summary call an error, whichever replica sends them: for a
+    failing response its status, method and route template (never its path); else its fingerprint."""
+    if event.subject is None and event.fingerprint is None:
+        return http_subject(event, event.route or UNMATCHED_ROUTE)[:REMEMBERED_NAME_CHARACTERS]
+    return fingerprint[:REMEMBERED_NAME_CHARACTERS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +47,7 @@ DEFAULT_MEMORY = Memory()
 class Remembered:
     """One error's memory in-process."""
 
-    fingerprint: str
+    name: str
     severity: str
     first_seen: float
     last_seen: float
@@ -52,7 +62,7 @@ class Remembered:
 
     def recovery(self, key: str) -> Recovery:
         return Recovery(
-            key, self.fingerprint, self.severity, self.episode_started, self.last_seen, self.episode_total
+            key, self.name, self.severity, self.episode_started, self.last_seen, self.episode_total
         )
 
 
@@ -65,19 +75,19 @@ def remember(
 ) -> tuple[Remembered, History]:
     """The memory of an error whose window is claimed now, and the history its card shows.
 
-    `claimed` is the fingerprint (cut short), the severity and the occurrences it counts.
+    `claimed` is the error's name, its severity and the occurrences it counts.
     """
-    fingerprint, severity, occurrences = claimed
+    name, severity, occurrences = claimed
     last_seen = remembered.last_seen if remembered is not None else None
     novelty = memory.novelty(last_seen, now)
     if remembered is None or novelty == NEW:
-        remembered = Remembered(fingerprint, severity, now, now)
+        remembered = Remembered(name, severity, now, now)
         last_seen = None
     if recovery_after and (
         last_seen is None or now - last_seen >= recovery_after or not remembered.episode_started
     ):
         remembered.episode_started, remembered.episode_total = now, 0
     first_seen = None if novelty == NEW else remembered.first_seen
-    remembered.fingerprint, remembered.severity = fingerprint or remembered.fingerprint, severity
+    remembered.name, remembered.severity = name or remembered.name, severity
     remembered.seen(occurrences, now)
     return remembered, History(novelty, last_seen, first_seen, remembered.total)

@@ -10,7 +10,7 @@ consumer takes what was handed off, claims each error's window in the dedup stor
 round trip for a burst) and offers the alerts it won to the outbox; every check interval, the
 repeats counted on the request path are handed to the store, which says which escalation
 thresholds they crossed fleet-wide, and the fleet's steward (`steward.py`), if this process is
-it, sweeps for recovered errors.
+it, sweeps for recovered errors and sends the daily summary when it is due.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from time import monotonic
+from zoneinfo import ZoneInfo
 
 import anyio.lowlevel
 import anyio.to_thread
@@ -55,20 +56,23 @@ from .digest import Digest
 from .fingerprint import FingerprintFunction, default_fingerprint
 from .handoff import Handoff
 from .loop import LoopLocal, background_loop
-from .memory import REMEMBERED_FINGERPRINT_CHARACTERS
+from .memory import remembered_name
 from .outbox import Outbox
 from .pending import PendingWork
 from .room import make_room
+from .schedule import DailySchedule
 from .steward import Steward
 from .windows import KnownError, SuppressionWindows, Tally
 
 logger = logging.getLogger("lark_alert_middleware")
 
 CLAIM_BATCH = 100
-# Errors whose latest occurrence is kept (slim) to name them on an escalation or recovered card.
+# Errors whose latest occurrence is kept (slim) to name them on an escalation card.
 EXAMPLES_KEPT = 1000
 # The steward's lease lasts this many checks (at least 2 s): a missed renewal is no handover.
 LEASE_CHECKS = 3
+# On the daily summary, an error seen this recently is still firing (the recovery span, if set).
+FIRING_SECONDS = 600
 # A custom fingerprint is cut to this many characters: it may be built from request data.
 CUSTOM_FINGERPRINT_CHARACTERS = 1000
 
@@ -130,7 +134,11 @@ class Pipeline:
         # Escalation: the counts inside a window each destination wants to hear of an error at.
         self.thresholds = thresholds
         self._examples: dict[str, ErrorEvent] = {}
-        self._keeps_examples = bool(thresholds) or bool(settings.recovery_after)
+        self._schedule = None
+        if settings.daily_summary is not None:
+            self._schedule = DailySchedule(settings.daily_summary, ZoneInfo(settings.timezone))
+        # Escalation, recovery and the summary need counts as they happen, not when windows end.
+        self._counts_as_they_happen = bool(thresholds or settings.recovery_after or self._schedule)
         self._handoff = Handoff(max(1000, 20 * settings.queue_size), self._accept)
         self._on_loop = LoopLocal(lambda: _OnLoop(make_parts(), self))
         self._lifecycle = Lifecycle.SERVING
@@ -315,7 +323,7 @@ class Pipeline:
                 dedup_key(self._service, environment, work.fingerprint),
                 self._window_seconds,
                 work.repeats_here,
-                work.fingerprint[:REMEMBERED_FINGERPRINT_CHARACTERS],
+                remembered_name(work.event, work.fingerprint),
                 work.event.severity,
             )
             for work in batch
@@ -323,12 +331,15 @@ class Pipeline:
         return await on_loop.store.claim(requests, time.time(), self._tracking())
 
     def _tracking(self) -> Tracking:
+        summary_due = self._schedule.due_after(time.time()) if self._schedule is not None else 0.0
         return Tracking(
-            fleet_key(self._service, self.settings.environment), self.settings.recovery_after or 0
+            fleet_key(self._service, self.settings.environment),
+            self.settings.recovery_after or 0,
+            summary_due,
         )
 
     def _decide(self, on_loop: _OnLoop, work: HandedOff, claim: Claim) -> None:
-        if self._keeps_examples:
+        if self.thresholds:
             self._keep_example(work.fingerprint, work.event)
         if not claim.first:
             self.windows.extend(work.fingerprint, time.monotonic() + claim.remaining_seconds)
@@ -378,8 +389,8 @@ class Pipeline:
                 logger.exception("lark_alert_middleware: the fleet's checks failed")
 
     async def _hand_over_repeats(self, on_loop: _OnLoop, tracking: Tracking) -> None:
-        # Without thresholds, only ended windows: their counts are read at the next claim.
-        repeats = self.windows.take_repeats(time.monotonic(), open_windows=bool(self.thresholds))
+        # Otherwise only ended windows: their counts are read at the next claim.
+        repeats = self.windows.take_repeats(time.monotonic(), open_windows=self._counts_as_they_happen)
         if not repeats:
             return
         environment = self.settings.environment
@@ -391,17 +402,32 @@ class Pipeline:
             self._escalate(on_loop, crossings, fingerprints, now)
 
     async def _steward_checks(self, on_loop: _OnLoop, tracking: Tracking) -> None:
-        if not tracking.recovery_after:
+        if not tracking.recovery_after and self._schedule is None:
             return
         lease_seconds = max(LEASE_CHECKS * self.settings.check_interval, 2.0)
         if not await on_loop.steward.lead(tracking.fleet, lease_seconds):
             return
+        if tracking.recovery_after:
+            await self._sweep(on_loop, tracking)
+        if self._schedule is not None:
+            await self._summarise(on_loop, tracking, self._schedule)
+
+    async def _sweep(self, on_loop: _OnLoop, tracking: Tracking) -> None:
         now = time.time()
         recoveries = await on_loop.steward.recovered(tracking.fleet, tracking.recovery_after, now)
         if recoveries:
-            named = [replace(each, example=self._examples.get(each.fingerprint)) for each in recoveries]
-            named.sort(key=lambda recovery: -recovery.count)
-            self._notify(on_loop, RecoveryNotice(tuple(named), now))
+            recoveries.sort(key=lambda recovery: -recovery.count)
+            self._notify(on_loop, RecoveryNotice(tuple(recoveries), now))
+
+    async def _summarise(self, on_loop: _OnLoop, tracking: Tracking, schedule: DailySchedule) -> None:
+        """Say the fleet counts the current period; send the latest one due, if it is ours to send."""
+        now = time.time()
+        await on_loop.steward.watch(tracking.fleet, tracking.summary_due, now)
+        due = schedule.due_before(now)
+        firing_since = now - (tracking.recovery_after or FIRING_SECONDS)
+        summary = await on_loop.steward.summary(tracking.fleet, (schedule.previous(due), due), firing_since)
+        if summary is not None:
+            self._notify(on_loop, replace(summary, timezone=self.settings.timezone))
 
     def _escalate(
         self, on_loop: _OnLoop, crossings: list[Crossing], fingerprints: dict[str, str], now: float
