@@ -79,7 +79,7 @@ notices: st.SearchStrategy[Notice] = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(notice=notices)
 def test_any_notice_makes_a_whole_valid_card_that_fits_and_mentions_only_for_escalating_errors(
     notice: Notice,

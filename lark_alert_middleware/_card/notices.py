@@ -30,6 +30,7 @@ from .view import (
 
 NOTICE_LINES = 10
 SUBJECT_CHARACTERS = 300
+NAME_CHARACTERS_REDACTED = 1000
 EXCEPTION_CHARACTERS = 300
 
 
@@ -45,8 +46,9 @@ class NamedError:
 
 def shown_name(name: str, redactor: Redactor) -> str:
     """A remembered name or a fingerprint, as a card shows it: redacted (a custom fingerprint may
-    hold request data), printable, cut short."""
-    return cut(printable(redactor.text(name)), SUBJECT_CHARACTERS)[0]
+    hold request data), printable, cut short. Names are cut at capture already (fingerprints to
+    1,000 characters); this bound keeps the card's cost bounded whatever it is given."""
+    return cut(printable(redactor.text(name[:NAME_CHARACTERS_REDACTED])), SUBJECT_CHARACTERS)[0]
 
 
 def named_error(
