@@ -117,4 +117,4 @@ async def test_an_app_sends_its_summary_when_it_is_due(lark_receiver: LarkReceiv
     text = shown_text(summary)
     assert re.search(r"\*\*Period\*\*\n\d{4}-\d\d-\d\d \d\d:\d\d to \d{4}-\d\d-\d\d \d\d:\d\d \(UTC\)", text)
     assert "**Errors**\n3 of 1 kinds · 1 new" in text
-    assert "🟠 🆕 🔥 **3x** 409 GET /conflict" in text
+    assert "🟠 🆕 🔥 **3\u00d7** 409 GET /conflict" in text

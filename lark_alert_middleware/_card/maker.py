@@ -37,7 +37,7 @@ from .._records import (
 from .notices import escalation_variables, recovered_variables, summary_variables
 from .redact import Redactor
 from .render import CardRenderer, checked_renderer, last_resort_card, minimal_card, minimal_subject
-from .sample import sample_view
+from .sample import NOTICE_KINDS, sample_history, sample_notice, sample_view
 from .view import (
     CARD_CPU_BUDGET_SECONDS,
     NOT_SHOWN,
@@ -88,6 +88,15 @@ class CardMaker:
     def sample_card(self, source: str = HTTP) -> RenderedCard:
         """A source's sample alert's card, as it would be posted (for `lark-alert`)."""
         return self._renderer().render(sample_view(self._redactor, source), self.settings)
+
+    def kind_card(self, kind: str) -> RenderedCard:
+        """A sample card of `kind` (one of sample.KINDS): the sample alert's first card as new,
+        back or repeated, or a sample escalation, recovered card or daily summary."""
+        if kind in NOTICE_KINDS:
+            return self.notice_card(sample_notice(kind)).rendered
+        history, repeats = sample_history(kind)
+        view = dataclasses.replace(sample_view(self._redactor), history=history, repeats=repeats)
+        return self._renderer().render(view, self.settings)
 
     def event_card(self, event: ErrorEvent, fingerprint: str) -> RenderedCard:
         """The card of `event`, as it would be posted the first time (for `lark-alert preview`)."""

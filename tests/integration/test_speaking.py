@@ -91,7 +91,7 @@ def test_the_fleet_sends_each_recovered_card_and_the_daily_summary_once(
     assert "after 12 times in " in shown_text(lark_receiver.cards[1])
     [summary] = summaries(lark_receiver)
     assert card_full_title(summary) == "📋 Daily summary: 12 errors · orders · production"
-    assert "🟠 🆕 **12x** 418 GET /teapot" in shown_text(summary)  # new, and quiet since (no 🔥)
+    assert "🟠 🆕 **12\u00d7** 418 GET /teapot" in shown_text(summary)  # new, and quiet since (no 🔥)
     assert titles[3] == "🟠 🆕 409 GET /conflict · orders · production"
     assert re.fullmatch(r"🟢 409 GET /conflict: quiet for \d+ s · orders · production", titles[4])
 
@@ -116,7 +116,7 @@ def test_a_summary_due_while_no_worker_was_up_is_sent_once_when_they_start(
     output = server.terminate()
     [summary] = summaries(lark_receiver)
     assert card_full_title(summary) == "📋 Daily summary: 7 errors · orders · production", output
-    assert "🔴 🆕 **7x** 500 GET /boom/{kind}" in shown_text(summary)
+    assert "🔴 🆕 **7\u00d7** 500 GET /boom/{kind}" in shown_text(summary)
 
 
 async def _counted_and_watched_before(due: float, prefix: str) -> None:
