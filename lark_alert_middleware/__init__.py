@@ -8,6 +8,7 @@ from ._config import AlertSettings, ConfigurationError
 from ._pipeline.fingerprint import default_fingerprint
 from ._records import AlerterStats, CapturedBody, ErrorEvent
 from ._sources.asgi import LarkAlertMiddleware
+from ._sources.logs import LarkAlertHandler
 from ._version import __version__
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "CapturedBody",
     "ConfigurationError",
     "ErrorEvent",
+    "LarkAlertHandler",
     "LarkAlertMiddleware",
     "__version__",
     "default_fingerprint",
