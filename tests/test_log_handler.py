@@ -198,12 +198,14 @@ def test_a_repr_that_logs_is_not_captured_while_its_record_is(logged: Logged) ->
 
 def test_hostile_messages_and_extra_fields_make_a_card_that_shows_them_as_text(logged: Logged) -> None:
     megabyte = "x" * (1024 * 1024)
-    logged.logger.error(
-        HOSTILE + " %s %s",
-        ReprRaises(),
-        megabyte,
-        extra={"markup": HOSTILE, "object": ReprRaises(), "big": megabyte, "nested": [[[[ReprRaises()]]]]},
-    )
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    looped: list[object] = []
+    looped.append(looped)
+    extra = {"markup": HOSTILE, "object": ReprRaises(), "big": megabyte, "nested": [[[[ReprRaises()]]]]}
+    extra |= {"deep": deep, "looped": looped, "bytes": b"\xff\xfe not utf-8"}
+    logged.logger.error(HOSTILE + " %s %s", ReprRaises(), megabyte, extra=extra)
     [card] = logged.cards()
     assert count_mentions(markdown_text(card)) == 0
     title = card_full_title(card)
