@@ -173,6 +173,23 @@ def test_records_made_on_the_alerter_thread_are_never_captured(logged: Logged) -
     assert [card_title(card) for card in logged.cards()] == ["the app's own httpx call failed"]
 
 
+def test_records_a_scrub_hook_makes_while_a_card_is_made_are_never_captured(
+    lark_receiver: LarkReceiver,
+) -> None:
+    logger = logging.Logger("shop.payments")
+
+    def scrub(text: str) -> str:
+        logger.error("scrubbing %s", len(text))  # on the card maker's thread
+        return text
+
+    pipeline = build_pipeline(load_settings(webhook_url=lark_receiver.url), scrub=scrub)
+    logger.addHandler(LarkAlertHandler(pipeline=pipeline))
+    logger.error("nightly cleanup failed")
+    assert pipeline.flush(10)
+    assert [card_title(card) for card in lark_receiver.cards] == ["nightly cleanup failed"]
+    assert pipeline.stats().raised == 1
+
+
 def test_an_exception_already_reported_is_not_captured_again(logged: Logged, process_pipeline: None) -> None:
     try:
         failing_split()

@@ -5,10 +5,11 @@ Records group by logger, level and the *unformatted* message (`order %s left unp
 thousand orders is one error), plus the exception type. A repeat costs a fingerprint and a
 dictionary lookup; the event (message, `extra` fields, the request) is built only for a new one.
 
-Never captured: the package's own records, every record made on the alerter thread (httpx,
-httpcore, redis, asyncio while delivering), records made while a record is being captured, and
-records of an exception another source already reported (the server's "Exception in ASGI
-application" for one the middleware alerted). So a failing webhook cannot feed on itself.
+Never captured: the package's own records, every record made on the package's threads (httpx,
+httpcore, redis, asyncio while delivering; a scrub hook while a card is made), records made
+while a record is being captured, and records of an exception another source already reported
+(the server's "Exception in ASGI application" for one the middleware alerted). So a failing
+webhook cannot feed on itself.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import threading
 
 from .._pipeline.current import current_pipeline
 from .._pipeline.fingerprint import log_fingerprint
-from .._pipeline.loop import background_loop
 from .._pipeline.pipeline import Pipeline
 from .._records import LOG, ErrorEvent, as_text
 from .context import current_request, tracking
@@ -26,6 +26,7 @@ from .reported import mark_reported, report_new, was_reported
 from .shown import MESSAGE_CHARACTERS, details_of, level_of, str_of, subject_of
 
 OWN_LOGGER = "lark_alert_middleware"
+PACKAGE_THREADS = "lark-alert-"
 logger = logging.getLogger(OWN_LOGGER)
 
 # What every record has: anything else on a record was given as `extra` (or added by a filter).
@@ -71,7 +72,7 @@ class LarkAlertHandler(logging.Handler):
 
     def _capture(self, record: logging.LogRecord) -> None:
         name = record.name
-        if name == OWN_LOGGER or name.startswith("lark_alert_middleware.") or background_loop.is_current():
+        if name == OWN_LOGGER or name.startswith("lark_alert_middleware.") or on_a_package_thread(record):
             return
         exc_info = record.exc_info
         exception = exc_info[1] if exc_info and isinstance(exc_info[1], BaseException) else None
@@ -87,6 +88,15 @@ class LarkAlertHandler(logging.Handler):
 
     def __repr__(self) -> str:
         return f"<LarkAlertHandler ({logging.getLevelName(self.level)})>"
+
+
+def on_a_package_thread(record: logging.LogRecord) -> bool:
+    """Whether the record was made on one of the package's threads, which only deliver alerts:
+    the alerter loop, its name lookups and the card maker are all named `lark-alert-…`."""
+    thread_name = record.threadName  # None when logging.logThreads is off
+    if thread_name is None:
+        thread_name = threading.current_thread().name
+    return thread_name.startswith(PACKAGE_THREADS)
 
 
 def name_of(record: logging.LogRecord) -> str:
