@@ -8,6 +8,7 @@ and request id are read from the scope only when an error is captured during it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from contextvars import ContextVar
@@ -60,7 +61,9 @@ def request_id_of(scope: Scope, headers: tuple[tuple[str, str], ...]) -> str:
         None,
     )
     if request_id is None:
-        request_id = scope[REQUEST_ID_KEY] = uuid.uuid4().hex
+        request_id = uuid.uuid4().hex
+        with contextlib.suppress(TypeError):  # a scope that cannot be written to: ids may differ
+            scope[REQUEST_ID_KEY] = request_id
     return request_id
 
 
@@ -74,8 +77,12 @@ def current_request() -> RequestFields:
             (bytes(name).decode("latin-1").lower(), bytes(value).decode("latin-1"))
             for name, value in scope.get("headers") or ()
         )
+        if scope.get("type") == "websocket":
+            method = "WEBSOCKET"
+        else:
+            method = grouped_method(str(scope.get("method", "")), scope.get("route"))
         return RequestFields(
-            method=grouped_method(str(scope.get("method", "")), scope.get("route")),
+            method=method,
             path=str(scope.get("path", "")),
             route=route_template(scope),
             request_id=request_id_of(scope, headers),
