@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -68,8 +69,23 @@ def parse_comma_list(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in value if item and item.strip())
 
 
+def parse_log_level(value: Any) -> int | None:
+    """Read a level name (`ERROR`, `warning`) or number into a level; `off`, empty or False is None."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, str):
+        name = value.strip().upper()
+        if name in ("", "OFF"):
+            return None
+        value = int(name) if name.isdigit() else logging.getLevelName(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("is not a log level; use DEBUG, INFO, WARNING, ERROR, CRITICAL or off")
+    return value
+
+
 StatusCodes = Annotated[frozenset[int], NoDecode, BeforeValidator(parse_status_codes)]
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_comma_list)]
+LogLevel = Annotated[int | None, NoDecode, BeforeValidator(parse_log_level)]
 
 
 class AlertSettings(BaseSettings):
@@ -102,6 +118,8 @@ class AlertSettings(BaseSettings):
     max_in_flight: int = Field(4, ge=1, le=64, validation_alias="LARK_ALERT_MAX_IN_FLIGHT")
     post_timeout: float = Field(10.0, gt=0, le=120, validation_alias="LARK_ALERT_POST_TIMEOUT")
     dedup_capacity: int = Field(10_000, ge=10, le=10_000_000, validation_alias="LARK_ALERT_DEDUP_CAPACITY")
+    # Log records the middleware's app sends as alerts: at or above this level (None: none).
+    capture_logs: LogLevel = Field(None, validation_alias="LARK_ALERT_CAPTURE_LOGS")
 
     @field_validator("allowed_webhook_hosts")
     @classmethod
@@ -240,6 +258,7 @@ class AlertOptions(TypedDict, total=False):
     max_in_flight: int
     post_timeout: float
     dedup_capacity: int
+    capture_logs: str | int | None
 
 
 def environment_variable(field_name: str) -> str:
