@@ -8,6 +8,8 @@ from ._config import AlertSettings, ConfigurationError
 from ._pipeline.fingerprint import default_fingerprint
 from ._records import AlerterStats, CapturedBody, ErrorEvent
 from ._sources.asgi import LarkAlertMiddleware
+from ._sources.capture import capture_exception, capture_message, configure, report_errors
+from ._sources.logs import LarkAlertHandler
 from ._version import __version__
 
 __all__ = [
@@ -16,7 +18,12 @@ __all__ = [
     "CapturedBody",
     "ConfigurationError",
     "ErrorEvent",
+    "LarkAlertHandler",
     "LarkAlertMiddleware",
     "__version__",
+    "capture_exception",
+    "capture_message",
+    "configure",
     "default_fingerprint",
+    "report_errors",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -70,8 +71,23 @@ def parse_comma_list(value: Any) -> tuple[str, ...]:
     return tuple(item.strip() for item in value if item and item.strip())
 
 
+def parse_log_level(value: Any) -> int | None:
+    """Read a level name (`ERROR`, `warning`) or number into a level; `off`, empty or False is None."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, str):
+        name = value.strip().upper()
+        if name in ("", "OFF"):
+            return None
+        value = int(name) if name.isdigit() else logging.getLevelName(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("is not a log level; use DEBUG, INFO, WARNING, ERROR, CRITICAL or off")
+    return value
+
+
 StatusCodes = Annotated[frozenset[int], NoDecode, BeforeValidator(parse_status_codes)]
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_comma_list)]
+LogLevel = Annotated[int | None, NoDecode, BeforeValidator(parse_log_level)]
 
 
 def parse_thresholds(value: Any) -> tuple[int, ...]:
@@ -125,6 +141,8 @@ class AlertSettings(BaseSettings):
     max_in_flight: int = Field(4, ge=1, le=64, validation_alias="LARK_ALERT_MAX_IN_FLIGHT")
     post_timeout: float = Field(10.0, gt=0, le=120, validation_alias="LARK_ALERT_POST_TIMEOUT")
     dedup_capacity: int = Field(10_000, ge=10, le=10_000_000, validation_alias="LARK_ALERT_DEDUP_CAPACITY")
+    # Log records the middleware's app sends as alerts: at or above this level (None: none).
+    capture_logs: LogLevel = Field(None, validation_alias="LARK_ALERT_CAPTURE_LOGS")
     # When the card speaks again: escalation inside a window.
     escalate_at: ThresholdCounts = Field((10, 100, 1000, 10000), validation_alias="LARK_ALERT_ESCALATE_AT")
     check_interval: float = Field(5.0, ge=0.1, le=60, validation_alias="LARK_ALERT_CHECK_INTERVAL")
@@ -314,6 +332,7 @@ class AlertOptions(TypedDict, total=False):
     max_in_flight: int
     post_timeout: float
     dedup_capacity: int
+    capture_logs: str | int | None
     escalate_at: str | int | Iterable[int]
     check_interval: float
     memory_days: int

@@ -230,3 +230,25 @@ def card_title(card: dict[str, object]) -> str:
 
 
 collect_ignore = ["user_project"]
+
+
+@pytest.fixture
+def process_pipeline() -> Iterator[None]:
+    """The process's pipeline (for log records and `capture_*`) forgotten before and after the test."""
+    from lark_alert_middleware._pipeline.current import current_pipeline
+
+    current_pipeline.reset()
+    yield
+    current_pipeline.reset()
+
+
+@pytest.fixture
+def root_logger() -> Iterator[Any]:
+    """The root logger, with the handlers and level it had restored after the test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield root
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -68,3 +68,14 @@ def log_fingerprint(logger_name: str, level: str, template: str, exception: Base
 
 def startup_fingerprint(exception: BaseException | None) -> str:
     return f"STARTUP {exception_name(exception)}".rstrip()
+
+
+def capture_fingerprint(exception: BaseException | None, raised_in: str) -> str:
+    """An exception code reported: its type and where it was raised (`module:function`), not its
+    message, so that the same bug groups whatever values its message holds."""
+    return f"CAPTURE {exception_name(exception)} {raised_in}"
+
+
+def message_fingerprint(level: str, text: str) -> str:
+    """A message code reported: its level and text."""
+    return f"MESSAGE {level} {text[:TEMPLATE_CHARACTERS]}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import logging
 import os
 import threading
@@ -60,6 +61,23 @@ class LoopLocal(Generic[T]):
         return self._value if self._loop is background_loop.running() else None
 
 
+class ExecutorAtExit(concurrent.futures.ThreadPoolExecutor):
+    """The alerter loop's executor (name lookups, for httpx and redis-py): once the interpreter is
+    exiting, thread pools take no more work, so what is submitted then runs here and now. Without
+    this, a script's last alerts could not reach a webhook with a host name (Lark's) at exit."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        try:
+            return super().submit(fn, *args, **kwargs)
+        except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+            done: Future[T] = Future()
+            try:
+                done.set_result(fn(*args, **kwargs))
+            except BaseException as error:
+                done.set_exception(error)
+            return done
+
+
 class BackgroundLoop:
     """Starts the thread on first use; after a fork the child starts its own on first use."""
 
@@ -82,6 +100,7 @@ class BackgroundLoop:
 
     def _start(self) -> None:
         loop = asyncio.new_event_loop()
+        loop.set_default_executor(ExecutorAtExit(thread_name_prefix="lark-alert-middleware-executor"))
         ready = threading.Event()
 
         def run() -> None:

@@ -36,7 +36,10 @@ from .._pipeline.fingerprint import (
 )
 from .._pipeline.pipeline import Pipeline
 from .._records import ErrorEvent, as_text
+from .context import request_scope, tracking
 from .http import RequestBodyTee, ResponseCapture, RouteError, captured_event
+from .logs import LogCapture
+from .reported import mark_reported
 from .routes import is_mounted_more_than_once, route_template
 
 logger = logging.getLogger("lark_alert_middleware")
@@ -69,6 +72,7 @@ class LarkAlertMiddleware:
     """
 
     _pipeline: Pipeline  # in the observing mode only
+    _logs: LogCapture | None  # LARK_ALERT_CAPTURE_LOGS, in the observing mode only
 
     def __init__(
         self,
@@ -101,6 +105,9 @@ class LarkAlertMiddleware:
         self._service_known = settings.service is not None
         self._pipeline = self.alerter = build_pipeline(settings, scrub=scrub, fingerprint=fingerprint)
         current_pipeline.register_app(self._pipeline)
+        self._logs = None
+        if settings.capture_logs is not None:
+            self._logs = LogCapture(self._pipeline, settings.capture_logs)
         if settings.webhook_url is None:
             logger.warning(
                 "lark_alert_middleware: LARK_WEBHOOK_URL is not set; alerts are written to this log "
@@ -144,6 +151,12 @@ class LarkAlertMiddleware:
                     capture = ResponseCapture(message.get("headers"), self._body_limit)
             return send(message)
 
+        # Log records say which request they were logged in, once a LarkAlertHandler wants to know.
+        in_request = None
+        if tracking.on:
+            in_request = request_scope.set(scope)
+            if self._logs is not None and self._logs.never_attached:
+                self._logs.attach()  # no lifespan: at the first request
         try:
             await self.app(scope, receive, send_and_capture)
         except ClientDisconnect:
@@ -152,6 +165,9 @@ class LarkAlertMiddleware:
             # What ServerErrorMiddleware will send if nothing was sent yet.
             self._report(scope, status or 500, exception, started, request_tee, capture)
             raise
+        finally:
+            if in_request is not None:
+                request_scope.reset(in_request)
         if capture is not None:
             self._report(scope, status, None, started, request_tee, capture)
 
@@ -211,6 +227,8 @@ class LarkAlertMiddleware:
     ) -> None:
         pipeline = self._pipeline
         try:
+            if exception is not None:
+                mark_reported(exception)  # the server logs it next: that record is not another alert
             if self._excluded is not None and self._excluded.match(scope.get("path", "")):
                 return
             duration = time.perf_counter() - started
@@ -271,10 +289,19 @@ class LarkAlertMiddleware:
                 if warming_up.done() and isinstance(warming_up.exception(), ConfigurationError):
                     raise warming_up.exception()  # type: ignore[misc]  # the app's lifespan reports it
             elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                if logs is not None:
+                    logs.detach()  # before the last alerts are delivered
                 await pipeline.drain_at_shutdown()
             await send(message)
 
-        await self.app(scope, receive, send_when_ready)
+        logs = self._logs
+        if logs is not None:
+            logs.attach()  # before the app's start-up, whose records are captured too
+        try:
+            await self.app(scope, receive, send_when_ready)
+        finally:
+            if logs is not None:
+                logs.detach()  # also when start-up failed
 
     @staticmethod
     async def _refuse_to_start(

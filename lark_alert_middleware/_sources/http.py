@@ -6,9 +6,7 @@ passes; the event is built only for an error that will be reported.
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from typing import Any
 
 from starlette.types import Message, Receive, Scope
@@ -16,10 +14,10 @@ from starlette.types import Message, Receive, Scope
 from .._pipeline.fingerprint import grouped_method
 from .._pipeline.windows import KnownError
 from .._records import NO_BODY, CapturedBody, ErrorEvent
+from .context import request_id_of
 from .routes import route_template
 from .tracing import current_trace_id
 
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 # How much of an unusual method an event keeps: a client chooses it.
 SENT_METHOD_CHARACTERS = 40
 
@@ -121,20 +119,13 @@ def captured_event(
         query_string=(scope.get("query_string") or b"").decode("latin-1"),
         headers=headers,
         client=f"{client[0]}:{client[1]}" if client else None,
-        request_id=_request_id(headers),
+        request_id=request_id_of(scope, headers),
         status_code=status,
         request_body=_request_body(request_tee, headers),
         response_body=_response_body(response),
         exception=exception,
         trace_id=current_trace_id(headers),
     )
-
-
-def _request_id(headers: tuple[tuple[str, str], ...]) -> str:
-    for name, value in headers:
-        if name == "x-request-id" and _REQUEST_ID.fullmatch(value):
-            return value
-    return uuid.uuid4().hex
 
 
 def _header(headers: Any, wanted: bytes) -> str | None:
