@@ -109,7 +109,8 @@ def test_capture_message_reports_text_at_its_level(
     capture_message("disk almost full on <at id=all></at> {{ host }}", level=level, free="2%")
     [card] = flushed_cards(lark_receiver)
     assert card["header"]["template"] == colour  # type: ignore[index]
-    assert card_full_title(card).startswith(f"{icon} 🆕 disk almost full on <at id=all></at> {{{{ host }}}} · ")
+    title = card_full_title(card)
+    assert title.startswith(f"{icon} 🆕 disk almost full on <at id=all></at> {{{{ host }}}} · ")
     assert "**free**\n2%" in shown_text(card)
     assert count_mentions(markdown_text(card)) == 0  # shown as text, pinging nobody
 

@@ -86,7 +86,8 @@ def test_a_record_at_the_level_makes_a_card_with_logger_level_message_extra_and_
             UNPAID, 42, extra={"provider": "acme-pay", "attempt": 3, "api_key": "k-123456"}
         )
     [card] = logged.cards()
-    assert card_full_title(card) == "🔴 🆕 payment provider timed out, order 42 left unpaid · shop · production"
+    title = card_full_title(card)
+    assert title == "🔴 🆕 payment provider timed out, order 42 left unpaid · shop · production"
     text = shown_text(card)
     for fact in (
         "log record · shop.payments · ERROR",
