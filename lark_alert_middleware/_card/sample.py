@@ -22,6 +22,7 @@ from .._records import (
     ErrorEvent,
     Escalation,
     EscalationNotice,
+    ExceptionText,
     History,
     Notice,
     Recovery,
@@ -79,6 +80,7 @@ ZeroDivisionError: integer division or modulo by zero"""
 
 
 SAMPLE_FINGERPRINT = "POST /orders/{order_id}/split 500 ZeroDivisionError"
+SAMPLE_EXCEPTION = ("ZeroDivisionError", "integer division or modulo by zero")
 
 
 def sample_events() -> dict[str, tuple[ErrorEvent, str]]:
@@ -179,7 +181,7 @@ def sample_view(redactor: Redactor, source: str = HTTP) -> AlertView:
     view = build_view(event, fingerprint, Repeats(3, 1_767_225_540.0), redactor)
     if view.exception is None:
         return view
-    exception = ExceptionView("ZeroDivisionError", "integer division or modulo by zero", SAMPLE_TRACEBACK)
+    exception = ExceptionView(*SAMPLE_EXCEPTION, SAMPLE_TRACEBACK)
     return dataclasses.replace(view, exception=exception)
 
 
@@ -206,11 +208,9 @@ def sample_notice(kind: str) -> Notice:
     event, fingerprint = sample_events()[HTTP]
     now = event.timestamp
     if kind == "escalation":
-        return EscalationNotice(
-            "default",
-            (Escalation(fingerprint, event.slim(), 1000, 1042, now - 241, now),),
-            (10, 100, 1000, 10000),
-        )
+        example = dataclasses.replace(event.slim(), exception_text=ExceptionText(*SAMPLE_EXCEPTION, ""))
+        escalation = Escalation(fingerprint, example, 1000, 1042, now - 241, now)
+        return EscalationNotice("default", (escalation,), (10, 100, 1000, 10000))
     if kind == "recovered":
         recovery = Recovery(
             "sample", "500 POST /orders/{order_id}/split", "error", now - 7380, now - 600, 1234
