@@ -118,3 +118,15 @@ async def test_an_app_posts_one_green_card_once_an_error_stays_quiet(lark_receiv
     )
     assert recovered["header"]["template"] == "green"
     assert re.search(r"Quiet for \*\*\d+ s\*\*, after 3 times in 1 s \(from 20", shown_text(recovered))
+
+
+async def test_the_fleet_tracks_a_bounded_number_of_errors_still_firing(
+    redis_client: redis_asyncio.Redis, redis_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lark_alert_middleware._pipeline.steward.FIRING_KEPT", 5)
+    store = RedisDedupStore(redis_client, redis_prefix, QUICK_MEMORY)
+    for index in range(20):
+        await store.claim(claim(f"e{index}"), now=1000.0 + index, tracking=TRACKING)
+    recovered = await RedisSteward(redis_client, redis_prefix).recovered("fleet", 600, now=1619.5)
+    assert [recovery.key for recovery in recovered] == ["e15", "e16", "e17", "e18", "e19"]  # the newest five
+    assert await redis_client.zcard(f"{redis_prefix}{{fleet}}:firing") == 0

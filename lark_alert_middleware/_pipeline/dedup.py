@@ -79,6 +79,11 @@ def fleet_redis_key(prefix: str, fleet: str, name: str) -> str:
     return f"{prefix}{{{fleet}}}:{name}"
 
 
+def memory_redis_key(prefix: str, key: str) -> str:
+    """The hash of what the fleet remembers of the error of `key` (see `memory.py`)."""
+    return f"{prefix}{{{key}}}:seen"
+
+
 def reached_threshold(counts: tuple[int, ...], count: int) -> int:
     """The highest of `counts` that `count` reached; 0 for none."""
     return max((threshold for threshold in counts if threshold <= count), default=0)
@@ -309,7 +314,8 @@ class RedisDedupStore:
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self._prefix}{{{key}}}"
-        return [f"{base}:window", f"{base}:repeats", f"{base}:last", f"{base}:escalated", f"{base}:seen"]
+        memory = memory_redis_key(self._prefix, key)
+        return [f"{base}:window", f"{base}:repeats", f"{base}:last", f"{base}:escalated", memory]
 
     async def claim(
         self, requests: Sequence[ClaimRequest], now: float, tracking: Tracking = NO_TRACKING

@@ -19,11 +19,22 @@ import redis.asyncio as redis_asyncio
 
 from .._records import DailySummary, Recovery, SummaryLine
 from .breaker import CircuitBreaker
-from .dedup import DAY_KEPT_SECONDS, Day, InProcessDedupStore, day_redis_key, fleet_redis_key
+from .dedup import (
+    DAY_KEPT_SECONDS,
+    Day,
+    InProcessDedupStore,
+    day_redis_key,
+    fleet_redis_key,
+    memory_redis_key,
+)
 from .scripts import Script, ScriptCall, run_script
 
-# Errors one sweep may find recovered; the rest wait for the next sweep.
-SWEEP_LIMIT = 100
+# Errors one sweep may find recovered (one card: the most frequent listed, the rest counted);
+# the rest wait for the next sweep. The fleet tracks this many errors still firing at most, and
+# counts this many in a summary period: past them, the oldest (the least frequent) are dropped.
+SWEEP_LIMIT = 10_000
+FIRING_KEPT = 10_000
+DAY_KINDS_KEPT = 10_000
 # Errors a summary lists: the most frequent, then new ones not among them.
 SUMMARY_TOP = 10
 SUMMARY_NEW = 5
@@ -91,16 +102,17 @@ class RedisSteward:
     async def recovered(self, fleet: str, quiet_seconds: int, now: float) -> list[Recovery]:
         firing = fleet_redis_key(self._prefix, fleet, "firing")
         quiet_since = now - quiet_seconds
-        quiet = await self._client.zrangebyscore(firing, "-inf", quiet_since, start=0, num=SWEEP_LIMIT)
+        async with self._client.pipeline(transaction=False) as pipeline:
+            pipeline.zremrangebyrank(firing, 0, -FIRING_KEPT - 1)
+            pipeline.zrangebyscore(firing, "-inf", quiet_since, start=0, num=SWEEP_LIMIT)
+            _, quiet = await pipeline.execute()
         keys = [_text(key) for key in cast("list[bytes]", quiet)]
         if not keys:
             return []
         async with self._client.pipeline(transaction=False) as pipeline:
             for key in keys:
-                pipeline.hmget(
-                    f"{self._prefix}{{{key}}}:seen",
-                    ["name", "severity", "episode_started", "last", "episode_total"],
-                )
+                fields = ["name", "severity", "episode_started", "last", "episode_total"]
+                pipeline.hmget(memory_redis_key(self._prefix, key), fields)
             memories = await pipeline.execute()
         found: list[Recovery] = []
         async with self._client.pipeline(transaction=False) as pipeline:
@@ -128,7 +140,10 @@ class RedisSteward:
 
     async def watch(self, fleet: str, due: float, now: float) -> None:
         day = day_redis_key(self._prefix, fleet, due)
-        await self._client.set(f"{day}:watched", f"{now:.3f}", nx=True, ex=int(due - now) + DAY_KEPT_SECONDS)
+        async with self._client.pipeline(transaction=False) as pipeline:
+            pipeline.set(f"{day}:watched", f"{now:.3f}", nx=True, ex=int(due - now) + DAY_KEPT_SECONDS)
+            pipeline.zremrangebyrank(day, 0, -DAY_KINDS_KEPT - 1)
+            await pipeline.execute()
 
     async def summary(
         self, fleet: str, period: tuple[float, float], firing_since: float
@@ -153,7 +168,7 @@ class RedisSteward:
             if more_new:
                 pipeline.zmscore(day, more_new)
             for key in [*counts, *more_new]:
-                pipeline.hmget(f"{self._prefix}{{{key}}}:seen", ["name", "severity", "last"])
+                pipeline.hmget(memory_redis_key(self._prefix, key), ["name", "severity", "last"])
             replies = await pipeline.execute()
         if more_new:
             counts.update((key, int(count or 0)) for key, count in zip(more_new, replies.pop(0), strict=True))
