@@ -31,11 +31,13 @@ from .._pipeline.current import current_pipeline
 from .._pipeline.fingerprint import (
     STANDARD_METHODS,
     FingerprintFunction,
+    after_response_fingerprint,
     fingerprint_of,
     grouped_method,
 )
 from .._pipeline.pipeline import Pipeline
 from .._records import ErrorEvent, as_text
+from .after_response import Moment, after_response_event, moment_of
 from .http import RequestBodyTee, ResponseCapture, RouteError, captured_event
 from .routes import is_mounted_more_than_once, route_template
 
@@ -130,12 +132,14 @@ class LarkAlertMiddleware:
         started = perf_counter()
         status = 0
         capture: ResponseCapture | None = None
+        last_sent: Message | None = None  # says, if the app raises, whether the response was whole
         request_tee = None
         if scope["method"] not in BODYLESS_METHODS:
             receive = request_tee = RequestBodyTee(receive, self._body_limit)
 
         def send_and_capture(message: Message) -> Awaitable[None]:
-            nonlocal status, capture
+            nonlocal status, capture, last_sent
+            last_sent = message
             if capture is not None:
                 capture.add(message)
             elif not status and message["type"] == "http.response.start":
@@ -149,8 +153,7 @@ class LarkAlertMiddleware:
         except ClientDisconnect:
             raise  # the client went away: nothing failed on our side
         except Exception as exception:
-            # What ServerErrorMiddleware will send if nothing was sent yet.
-            self._report(scope, status or 500, exception, started, request_tee, capture)
+            self._report_exception(scope, status, exception, started, request_tee, capture, last_sent)
             raise
         if capture is not None:
             self._report(scope, status, None, started, request_tee, capture)
@@ -200,6 +203,26 @@ class LarkAlertMiddleware:
             in_mount = by_mount[root_path] = RouteError(known.route, fingerprint)
         return in_mount
 
+    def _report_exception(
+        self,
+        scope: Scope,
+        status: int,
+        exception: Exception,
+        started: float,
+        request_tee: RequestBodyTee | None,
+        capture: ResponseCapture | None,
+        last_sent: Message | None,
+    ) -> None:
+        """An exception escaped the app: a failing request, or a failure after its response."""
+        moment = moment_of(status, last_sent, self._alerting_statuses)
+        if moment is None:
+            # What ServerErrorMiddleware will send if nothing was sent yet.
+            self._report(scope, status or 500, exception, started, request_tee, capture)
+            return
+        if capture is not None:  # a whole alerting response, then its background task failed
+            self._report(scope, status, None, started, request_tee, capture)
+        self._report(scope, status, exception, started, request_tee, None, moment)
+
     def _report(
         self,
         scope: Scope,
@@ -208,6 +231,7 @@ class LarkAlertMiddleware:
         started: float,
         request_tee: RequestBodyTee | None,
         capture: ResponseCapture | None,
+        after_response: Moment | None = None,
     ) -> None:
         pipeline = self._pipeline
         try:
@@ -217,14 +241,21 @@ class LarkAlertMiddleware:
             event = None
             if self._fingerprint is None:
                 method = grouped_method(scope["method"], scope.get("route"))
-                fingerprint = fingerprint_of(method, route_template(scope), status, exception)
+                if after_response is None:
+                    fingerprint = fingerprint_of(method, route_template(scope), status, exception)
+                else:
+                    fingerprint = after_response_fingerprint(method, route_template(scope), exception)
             else:
-                event = self._capture(scope, status, exception, duration, request_tee, capture)
+                event = self._capture(
+                    scope, status, exception, duration, request_tee, capture, after_response
+                )
                 fingerprint = pipeline.fingerprint_of(event)
             if pipeline.is_reported(fingerprint):
                 return
             if event is None:
-                event = self._capture(scope, status, exception, duration, request_tee, capture)
+                event = self._capture(
+                    scope, status, exception, duration, request_tee, capture, after_response
+                )
             pipeline.submit(fingerprint, event)
         except Exception:
             pipeline.count_lost()
@@ -238,10 +269,12 @@ class LarkAlertMiddleware:
         duration: float,
         request_tee: RequestBodyTee | None,
         capture: ResponseCapture | None,
+        after_response: Moment | None,
     ) -> ErrorEvent:
         if not self._service_known:
             self._learn_service(scope)
-        return captured_event(scope, status, exception, duration, request_tee, capture)
+        event = captured_event(scope, status, exception, duration, request_tee, capture)
+        return event if after_response is None else after_response_event(event, after_response)
 
     def _learn_service(self, scope: Scope) -> None:
         title = getattr(scope.get("app"), "title", None)

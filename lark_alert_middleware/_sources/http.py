@@ -15,7 +15,7 @@ from starlette.types import Message, Receive, Scope
 
 from .._pipeline.fingerprint import grouped_method
 from .._pipeline.windows import KnownError
-from .._records import NO_BODY, CapturedBody, ErrorEvent
+from .._records import NO_BODY, CapturedBody, ErrorEvent, Pairs
 from .routes import route_template
 from .tracing import current_trace_id
 
@@ -104,11 +104,7 @@ def captured_event(
     response: ResponseCapture | None,
 ) -> ErrorEvent:
     """The event of a failing request, from its scope and what the tees kept."""
-    headers = tuple(
-        (name.decode("latin-1").lower(), value.decode("latin-1"))
-        for name, value in scope.get("headers") or ()
-    )
-    client = scope.get("client")
+    headers = request_headers(scope)
     method = grouped_method(scope["method"], scope.get("route"))
     return ErrorEvent(
         timestamp=time.time() - duration,
@@ -120,8 +116,8 @@ def captured_event(
         route=route_template(scope),
         query_string=(scope.get("query_string") or b"").decode("latin-1"),
         headers=headers,
-        client=f"{client[0]}:{client[1]}" if client else None,
-        request_id=_request_id(headers),
+        client=client_address(scope),
+        request_id=request_id(headers),
         status_code=status,
         request_body=_request_body(request_tee, headers),
         response_body=_response_body(response),
@@ -130,7 +126,21 @@ def captured_event(
     )
 
 
-def _request_id(headers: tuple[tuple[str, str], ...]) -> str:
+def request_headers(scope: Scope) -> Pairs:
+    """The request's headers as text, names in lower case (an HTTP request's, or a websocket's)."""
+    return tuple(
+        (name.decode("latin-1").lower(), value.decode("latin-1"))
+        for name, value in scope.get("headers") or ()
+    )
+
+
+def client_address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
+
+
+def request_id(headers: Pairs) -> str:
+    """The client's `X-Request-ID` when it is printable and short, else a new one."""
     for name, value in headers:
         if name == "x-request-id" and _REQUEST_ID.fullmatch(value):
             return value
