@@ -40,6 +40,7 @@ from .._records import ErrorEvent, as_text
 from .after_response import Moment, after_response_event, moment_of
 from .http import RequestBodyTee, ResponseCapture, RouteError, captured_event
 from .routes import is_mounted_more_than_once, route_template
+from .websocket import Session, observe_websocket, websocket_event
 
 logger = logging.getLogger("lark_alert_middleware")
 
@@ -283,13 +284,27 @@ class LarkAlertMiddleware:
         self._service_known = True
 
     async def _not_observed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Websockets, lifespan, or a configuration that must not start."""
+        """Websockets, lifespan, other scopes, or a configuration that must not start."""
         if self._refusal is not None:
             await self._refuse_to_start(self._refusal, scope, receive, send)
+        elif scope["type"] == "websocket" and self._mode is Mode.OBSERVING:
+            await observe_websocket(self.app, scope, receive, send, self._report_websocket)
         elif scope["type"] == "lifespan" and self._mode is Mode.OBSERVING:
             await self._observe_lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def _report_websocket(self, scope: Scope, exception: Exception, session: Session) -> None:
+        pipeline = self._pipeline
+        try:
+            if self._excluded is not None and self._excluded.match(scope.get("path", "")):
+                return
+            if not self._service_known:
+                self._learn_service(scope)
+            pipeline.report(websocket_event(scope, exception, session))
+        except Exception:
+            pipeline.count_lost()
+            logger.exception("lark_alert_middleware: could not capture a failing websocket")
 
     async def _observe_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         pipeline = self._pipeline
