@@ -89,7 +89,9 @@ async def test_a_stream_failing_after_an_alerting_start_keeps_the_failing_respon
     assert "first part" in card_text(card)  # what was sent of the response
 
 
-async def test_a_whole_alerting_response_whose_task_fails_makes_two_cards(lark_receiver: LarkReceiver) -> None:
+async def test_a_whole_alerting_response_whose_task_fails_makes_two_cards(
+    lark_receiver: LarkReceiver,
+) -> None:
     app = beyond_requests_app(webhook_url=lark_receiver.url)
     async with client_for(app) as client:
         assert (await client.post("/export?status=500")).status_code == 500

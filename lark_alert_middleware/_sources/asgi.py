@@ -40,6 +40,7 @@ from .._records import ErrorEvent, as_text
 from .after_response import Moment, after_response_event, moment_of
 from .http import RequestBodyTee, ResponseCapture, RouteError, captured_event
 from .routes import is_mounted_more_than_once, route_template
+from .startup import observe_startup
 from .websocket import Session, observe_websocket, websocket_event
 
 logger = logging.getLogger("lark_alert_middleware")
@@ -322,7 +323,17 @@ class LarkAlertMiddleware:
                 await pipeline.drain_at_shutdown()
             await send(message)
 
-        await self.app(scope, receive, send_when_ready)
+        await observe_startup(self.app, scope, receive, send_when_ready, self._report_startup_failure)
+
+    async def _report_startup_failure(self, event: ErrorEvent) -> None:
+        """Deliver the card before the server hears of it and exits: as at shutdown, within its timeout."""
+        pipeline = self._pipeline
+        try:
+            pipeline.report(event)
+            await pipeline.drain_at_shutdown()
+        except Exception:
+            pipeline.count_lost()
+            logger.exception("lark_alert_middleware: could not report a failed start-up")
 
     @staticmethod
     async def _refuse_to_start(
