@@ -6,6 +6,8 @@ is done at construction that an app could notice (Starlette builds middlewares i
 first call): the card template is loaded and checked at lifespan start-up, on the alerter
 thread, or else at the first alert. A request that succeeds costs a timestamp, one small
 closure and a status lookup; a repeat of a known error adds a dictionary lookup and two counts.
+Besides requests (and what fails after their response, `after_response.py`), it watches
+websocket sessions (`websocket.py`) and the lifespan start-up (`startup.py`).
 """
 
 from __future__ import annotations
