@@ -239,7 +239,7 @@ class LarkAlertMiddleware:
     ) -> None:
         pipeline = self._pipeline
         try:
-            if self._excluded is not None and self._excluded.match(scope.get("path", "")):
+            if self._is_excluded(scope):
                 return
             duration = time.perf_counter() - started
             event = None
@@ -280,6 +280,9 @@ class LarkAlertMiddleware:
         event = captured_event(scope, status, exception, duration, request_tee, capture)
         return event if after_response is None else after_response_event(event, after_response)
 
+    def _is_excluded(self, scope: Scope) -> bool:
+        return self._excluded is not None and self._excluded.match(scope.get("path", "")) is not None
+
     def _learn_service(self, scope: Scope) -> None:
         title = getattr(scope.get("app"), "title", None)
         if isinstance(title, str) and title.strip():
@@ -300,7 +303,7 @@ class LarkAlertMiddleware:
     def _report_websocket(self, scope: Scope, exception: Exception, session: Session) -> None:
         pipeline = self._pipeline
         try:
-            if self._excluded is not None and self._excluded.match(scope.get("path", "")):
+            if self._is_excluded(scope):
                 return
             if not self._service_known:
                 self._learn_service(scope)
