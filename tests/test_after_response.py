@@ -38,6 +38,7 @@ async def test_a_background_task_failing_after_a_200_says_what_failed_and_when(
     text = shown_text(card)
     assert "after the response" in text  # the source
     assert "export-77" in text
+    assert "**Client**\n127.0.0.1:123" in text  # httpx's ASGITransport's client address
     assert "the export could not be written" in text
     assert "Traceback" in text and "in write_file" in text  # the task's own frames
 

@@ -58,6 +58,7 @@ def test_an_exception_in_the_endpoint_alerts_with_the_connection(
     assert "WEBSOCKET /ws/orders/{order_id} ValueError" in text  # the fingerprint
     assert "WEBSOCKET /ws/orders/42" in text  # the path
     assert "ws-req-9" in text
+    assert "**Client**\ntestclient:50000" in text
     assert "Connected for" in text
     assert "2 received, 1 sent" in text
     assert "order 42 has no updates" in text and "Traceback" in text

@@ -89,7 +89,7 @@ def test_an_exception_in_a_websocket_endpoint_makes_a_card_with_the_connection(
     assert card_title(card) == "ValueError in websocket /ws/orders/{order_id}"
     assert note(card) == "WEBSOCKET /ws/orders/{order_id} ValueError"
     text = shown_text(card)
-    for fact in ("WEBSOCKET /ws/orders/42", "ws-live-1", "Connected for", "2 received, 1 sent"):
+    for fact in ("WEBSOCKET /ws/orders/42", "ws-live-1", "Connected for", "2 received, 1 sent", "127.0.0.1:"):
         assert fact in text
     assert "order 42 has no updates" in text and "Traceback" in text
 
