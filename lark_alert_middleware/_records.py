@@ -174,7 +174,8 @@ class Repeats:
 
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
-    """Claim the window of `key`, or, if it is taken, add `repeats_here` to its next alert's count."""
+    """Claim the window of `key`, or, if it is taken, add `repeats_here` and this occurrence to its
+    next alert's count."""
 
     key: str
     window_seconds: int

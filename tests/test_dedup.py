@@ -44,7 +44,7 @@ async def test_in_process_store_claims_once_per_window_and_counts_repeats() -> N
     assert not again.first and again.remaining_seconds == pytest.approx(50.0)
     after = (await store.claim([ClaimRequest("k", 60, 1)], now=1061.0))[0]
     assert after.first
-    assert after.repeats == 5
+    assert after.repeats == 6  # the losing claim's 4 repeats and its own occurrence, and 1 more
     assert after.previous_alert_at == 1000.0
 
 
@@ -82,8 +82,27 @@ async def test_redis_store_reports_repeats_from_every_replica_in_the_next_alert(
     await redis_client.delete(f"{redis_prefix}{{key-2}}:window")  # the window ends
     claim = (await store.claim([ClaimRequest("key-2", 1, 1)], now=1002.0))[0]
     assert claim.first
-    assert claim.repeats == 6
+    assert claim.repeats == 7  # 3 and the losing claim's own occurrence, 2, 1
     assert claim.previous_alert_at == pytest.approx(1000.0)
+
+
+async def test_a_process_that_fails_once_per_restart_is_counted_in_the_next_alert(
+    redis_client: redis_asyncio.Redis, redis_prefix: str
+) -> None:
+    # Each restart is a new process: one occurrence, nothing counted before it, one claim.
+    restarts = [RedisDedupStore(redis_client, redis_prefix) for _ in range(4)]
+    claims = [(await store.claim([ClaimRequest("boot", 60, 0)], now=1000.0))[0] for store in restarts[:3]]
+    assert [claim.first for claim in claims] == [True, False, False]
+    await redis_client.delete(f"{redis_prefix}{{boot}}:window")  # the window ends
+    claim = (await restarts[3].claim([ClaimRequest("boot", 60, 0)], now=1100.0))[0]
+    assert claim.first and claim.repeats == 2
+
+
+async def test_in_process_store_counts_a_losing_claim_as_an_occurrence() -> None:
+    store = InProcessDedupStore(capacity=10)
+    assert (await store.claim([ClaimRequest("boot", 60, 0)], now=1000.0))[0].first
+    assert not (await store.claim([ClaimRequest("boot", 60, 0)], now=1001.0))[0].first
+    assert (await store.claim([ClaimRequest("boot", 60, 0)], now=1061.0))[0].repeats == 1
 
 
 async def test_a_batch_of_claims_is_decided_in_one_round_trip_in_order(

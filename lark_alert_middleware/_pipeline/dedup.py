@@ -3,7 +3,9 @@
 With Redis, `SET <key> <now> NX EX <window>` decides: only the caller that sets the key
 alerts, so every replica sharing the Redis raises one alert per error per window. Without
 Redis the same decision is made in-process. Both also count the repeats that were not
-reported, so the next alert can say how often the error happened since the previous one.
+reported, so the next alert can say how often the error happened since the previous one: a
+claim that loses counts its own occurrence too (a replica's first of the window, or a
+process that fails at start-up, restarts and fails again).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class InProcessDedupStore:
     def _claim_one(self, request: ClaimRequest, now: float) -> Claim:
         entry = self._entries.get(request.key)
         if entry is not None and entry.window_ends > now:
-            entry.repeats += request.repeats_here
+            entry.repeats += request.repeats_here + 1  # and this occurrence
             return Claim(False, entry.window_ends - now)
         if entry is None:
             self._make_room(now)
@@ -91,6 +93,7 @@ class InProcessDedupStore:
 
 # KEYS: window, repeat count, previous alert time (one hash tag: one cluster slot).
 # ARGV: window seconds, now, repeats seen by the caller, history seconds. Needs Redis 6.2+.
+# A losing claim adds the caller's repeats and its own occurrence to the next alert's count.
 _CLAIM_SCRIPT = """
 local repeats_here = tonumber(ARGV[3])
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
@@ -98,10 +101,8 @@ if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then
   local previous = redis.call('SET', KEYS[3], ARGV[2], 'EX', ARGV[4], 'GET')
   return {1, repeats, previous or '', 0}
 end
-if repeats_here > 0 then
-  redis.call('INCRBY', KEYS[2], repeats_here)
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end
+redis.call('INCRBY', KEYS[2], repeats_here + 1)
+redis.call('EXPIRE', KEYS[2], ARGV[4])
 return {0, 0, '', redis.call('PTTL', KEYS[1])}
 """
 
