@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Unpack
 
 from ._lark.webhook import LARK_HOSTS
+from ._redis_url import is_sentinel_url, parse_sentinel_url
 
 
 def is_encodable(text: str) -> bool:
@@ -102,6 +103,8 @@ class AlertSettings(BaseSettings):
     max_in_flight: int = Field(4, ge=1, le=64, validation_alias="LARK_ALERT_MAX_IN_FLIGHT")
     post_timeout: float = Field(10.0, gt=0, le=120, validation_alias="LARK_ALERT_POST_TIMEOUT")
     dedup_capacity: int = Field(10_000, ge=10, le=10_000_000, validation_alias="LARK_ALERT_DEDUP_CAPACITY")
+    # Redis Cluster (issue 19): REDIS_URL names any node.
+    redis_cluster: bool = Field(False, validation_alias="LARK_ALERT_REDIS_CLUSTER")
 
     @field_validator("allowed_webhook_hosts")
     @classmethod
@@ -150,8 +153,11 @@ class AlertSettings(BaseSettings):
         if value is None:
             return None
         url = value.get_secret_value()
+        if is_sentinel_url(url):
+            parse_sentinel_url(url)  # its messages quote no secret
+            return value
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
         try:
             # What the alerter's client will do with it; unreadable, every alert would be dropped.
             redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
@@ -161,6 +167,27 @@ class AlertSettings(BaseSettings):
                 "redis-py cannot read it: check the port, the database number and the query options "
                 "(in a password, / ? # @ must be percent-encoded)"
             ) from None
+        return value
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster_is_reachable(cls, value: bool, info: ValidationInfo) -> bool:
+        if not value or "redis_url" not in info.data:  # off, or REDIS_URL itself invalid (reported)
+            return value
+        url = info.data["redis_url"]
+        if url is None:
+            raise ValueError("needs REDIS_URL: set it to any node of the cluster, like redis://node-1:6379")
+        url = url.get_secret_value()
+        if not url.startswith(("redis://", "rediss://")):
+            raise ValueError("needs REDIS_URL to name a node of the cluster with redis:// or rediss://")
+        if (redis.connection.parse_url(url).get("db") or 0) != 0:  # type: ignore[no-untyped-call]
+            raise ValueError("a Redis Cluster has database 0 only: end REDIS_URL with /0 or no database")
+        prefix = info.data.get("redis_key_prefix", "")
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(
+                "LARK_ALERT_REDIS_PREFIX holds { or }: on a cluster the keys' own hash tags choose their "
+                "slots; use a prefix without braces"
+            )
         return value
 
     @field_validator("template")
@@ -240,6 +267,7 @@ class AlertOptions(TypedDict, total=False):
     max_in_flight: int
     post_timeout: float
     dedup_capacity: int
+    redis_cluster: bool
 
 
 def environment_variable(field_name: str) -> str:

@@ -8,14 +8,25 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import MovedError, RedisClusterException, RedisError
 
 logger = logging.getLogger("lark_alert_middleware")
 
 T = TypeVar("T")
 
-# What a failing or unreachable Redis raises through redis.asyncio.
-REDIS_FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+# What a failing or unreachable Redis raises through redis.asyncio; a cluster's client also
+# raises RedisClusterException (not a RedisError), e.g. while a slot has no master.
+REDIS_FAILURES = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
+
+
+def _failure_reason(error: BaseException) -> str:
+    """The error's type, and the fix when it is a topology mismatch rather than an outage."""
+    reason = type(error).__name__
+    if isinstance(error, MovedError) or str(error).startswith("MOVED "):
+        return f"{reason}: REDIS_URL names a node of a Redis Cluster; set LARK_ALERT_REDIS_CLUSTER=true"
+    if isinstance(error, RedisClusterException) and "not enabled" in str(error):
+        return f"{reason}: LARK_ALERT_REDIS_CLUSTER is set but REDIS_URL's server is not in cluster mode"
+    return reason
 
 
 class CircuitBreaker:
@@ -57,7 +68,7 @@ class CircuitBreaker:
             logger.warning(
                 "lark_alert_middleware: Redis is unreachable (%s); deduplicating and rate-limiting in "
                 "this process until it is back (alerts keep flowing, at most one per process per window)",
-                type(error).__name__,
+                _failure_reason(error),
             )
         else:
             self._pause = min(self._pause * 2, self._max_pause)

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as redis_asyncio
 from redis.exceptions import NoScriptError
 
 from .._records import Claim, ClaimRequest
 from .breaker import CircuitBreaker
+from .redis_client import RedisClient
+from .redis_keys import claim_keys
 from .room import make_room
 
 # How long a repeat count and the previous alert's time are kept between windows.
@@ -89,7 +90,7 @@ class InProcessDedupStore:
         return len(self._entries)
 
 
-# KEYS: window, repeat count, previous alert time (one hash tag: one cluster slot).
+# KEYS: window, repeat count, previous alert time (`claim_keys`: one hash tag, one cluster slot).
 # ARGV: window seconds, now, repeats seen by the caller, history seconds. Needs Redis 6.2+.
 _CLAIM_SCRIPT = """
 local repeats_here = tonumber(ARGV[3])
@@ -107,16 +108,16 @@ return {0, 0, '', redis.call('PTTL', KEYS[1])}
 
 
 class RedisDedupStore:
-    """Fleet-wide decisions: one script call per claim, a batch of them in one round trip."""
+    """Fleet-wide decisions: one script call per claim, a batch of them in one round trip.
 
-    def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+    On a cluster, the client's pipeline sends each node the claims of its slots, all nodes at
+    once: still one round trip (each claim's three keys share a slot: `redis_keys`).
+    """
+
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
         self._claim_sha = hashlib.sha1(_CLAIM_SCRIPT.encode(), usedforsecurity=False).hexdigest()
-
-    def _keys(self, key: str) -> list[str]:
-        base = f"{self._prefix}{{{key}}}"
-        return [f"{base}:window", f"{base}:repeats", f"{base}:last"]
 
     async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
         # By hash, not through redis-py's Script in a pipeline: that asks SCRIPT EXISTS first,
@@ -137,7 +138,7 @@ class RedisDedupStore:
         async with self._client.pipeline(transaction=False) as pipeline:
             for request in requests:
                 keys_and_arguments: list[str | int] = [
-                    *self._keys(request.key),
+                    *claim_keys(self._prefix, request.key),
                     request.window_seconds,
                     f"{now:.3f}",
                     request.repeats_here,
@@ -154,7 +155,7 @@ class RedisDedupStore:
             return
         async with self._client.pipeline(transaction=False) as pipeline:
             for key, count in repeats.items():
-                repeats_key = self._keys(key)[1]
+                repeats_key = claim_keys(self._prefix, key)[1]
                 pipeline.incrby(repeats_key, count)
                 pipeline.expire(repeats_key, HISTORY_SECONDS)
             await pipeline.execute()
