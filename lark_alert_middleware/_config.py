@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Unpack
 
 from ._lark.webhook import LARK_HOSTS
-from ._redis_url import is_sentinel_url, parse_sentinel_url
+from ._redis_url import is_sentinel_url, parse_sentinel_url, split_hosts
 
 
 def is_encodable(text: str) -> bool:
@@ -104,7 +104,7 @@ class AlertSettings(BaseSettings):
     post_timeout: float = Field(10.0, gt=0, le=120, validation_alias="LARK_ALERT_POST_TIMEOUT")
     dedup_capacity: int = Field(10_000, ge=10, le=10_000_000, validation_alias="LARK_ALERT_DEDUP_CAPACITY")
     # Redis Cluster (issue 19): REDIS_URL names any node.
-    redis_cluster: bool = Field(False, validation_alias="LARK_ALERT_REDIS_CLUSTER")
+    redis_cluster: bool = Field(False, validate_default=True, validation_alias="LARK_ALERT_REDIS_CLUSTER")
 
     @field_validator("allowed_webhook_hosts")
     @classmethod
@@ -158,6 +158,8 @@ class AlertSettings(BaseSettings):
             return value
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
+        if not url.startswith("unix://"):
+            url = split_hosts(url)[0]  # a cluster's nodes may be listed: host:port,host:port
         try:
             # What the alerter's client will do with it; unreadable, every alert would be dropped.
             redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
@@ -172,15 +174,19 @@ class AlertSettings(BaseSettings):
     @field_validator("redis_cluster")
     @classmethod
     def _cluster_is_reachable(cls, value: bool, info: ValidationInfo) -> bool:
-        if not value or "redis_url" not in info.data:  # off, or REDIS_URL itself invalid (reported)
+        if "redis_url" not in info.data:  # REDIS_URL itself is invalid (reported)
             return value
-        url = info.data["redis_url"]
+        url = info.data["redis_url"].get_secret_value() if info.data["redis_url"] is not None else None
+        is_node_url = url is not None and url.startswith(("redis://", "rediss://"))
+        if not value:
+            if url is not None and is_node_url and len(split_hosts(url)[1]) > 1:
+                raise ValueError("is not set, but REDIS_URL lists several hosts, as only a cluster's may")
+            return value
         if url is None:
             raise ValueError("needs REDIS_URL: set it to any node of the cluster, like redis://node-1:6379")
-        url = url.get_secret_value()
-        if not url.startswith(("redis://", "rediss://")):
+        if not is_node_url:
             raise ValueError("needs REDIS_URL to name a node of the cluster with redis:// or rediss://")
-        if (redis.connection.parse_url(url).get("db") or 0) != 0:  # type: ignore[no-untyped-call]
+        if (redis.connection.parse_url(split_hosts(url)[0]).get("db") or 0) != 0:  # type: ignore[no-untyped-call]
             raise ValueError("a Redis Cluster has database 0 only: end REDIS_URL with /0 or no database")
         prefix = info.data.get("redis_key_prefix", "")
         if "{" in prefix or "}" in prefix:

@@ -1,10 +1,15 @@
-"""What a `redis+sentinel://` REDIS_URL names: the sentinels, the service they watch, and how to log in.
+"""REDIS_URLs that name several hosts: the sentinels of a service, or the nodes of a cluster.
 
     redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/<service-name>[/<db>][?sentinel_password=...]
 
 The sentinels' port is 26379 unless given; an IPv6 address goes in brackets (`[::1]:26379`).
 The user and password are the master's (and its replicas'); sentinels that require a password
-of their own take it from `sentinel_password`. Messages never quote a password.
+of their own take it from `sentinel_password`.
+
+    redis[s]://[[user]:password@]host[:port][,host[:port]...][/0][?option=...]
+
+With LARK_ALERT_REDIS_CLUSTER, any one node is enough to find the others; listing several
+lets a process start while one of them is down. Messages never quote a password.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from urllib.parse import parse_qsl, unquote
 
 SENTINEL_SCHEME = "redis+sentinel://"
 SENTINEL_PORT = 26379
+REDIS_PORT = 6379
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     if "/" in db_text or (db_text and not db_text.isdigit()):
         raise ValueError("the database after the service name must be a number, like /mymaster/0")
     return SentinelURL(
-        sentinels=tuple(_host_and_port(host) for host in hosts.split(",")),
+        sentinels=tuple(_host_and_port(host, SENTINEL_PORT) for host in hosts.split(",")),
         service_name=unquote(service_name),
         db=int(db_text or 0),
         username=username,
@@ -58,17 +64,28 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     )
 
 
-def _host_and_port(text: str) -> tuple[str, int]:
+def split_hosts(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A `redis[s]://` URL with its first host only (what redis-py reads), and every host it lists."""
+    scheme, separator, rest = url.partition("://")
+    end = min((index for index in map(rest.find, "/?#") if index >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at_sign, hosts = authority.rpartition("@")
+    listed = hosts.split(",")
+    nodes = [_host_and_port(host, REDIS_PORT) for host in listed]
+    return f"{scheme}{separator}{userinfo}{at_sign}{listed[0]}{tail}", nodes
+
+
+def _host_and_port(text: str, default_port: int) -> tuple[str, int]:
     if text.startswith("["):  # [IPv6]:port
         host, _, port = text[1:].partition("]")
         port = port.removeprefix(":")
     else:
         host, _, port = text.partition(":")
     if not host:
-        raise ValueError("lists an empty sentinel host; list them as host:port,host:port")
+        raise ValueError("lists an empty host; list them as host:port,host:port")
     if port and not (port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"sentinel {host}: the port must be a number from 1 to 65535")
-    return host, int(port or SENTINEL_PORT)
+        raise ValueError(f"host {host}: the port must be a number from 1 to 65535")
+    return host, int(port or default_port)
 
 
 def _sentinel_password(query: str) -> str | None:

@@ -33,7 +33,9 @@ class CircuitBreaker:
     """Open after a failure for `pause` seconds (doubling while failures go on, up to `max_pause`).
 
     While open, callers use their in-process fallback without touching Redis; when the pause
-    is over, the next call probes Redis. One warning when an outage starts, one when it ends.
+    is over, calls go to Redis again. The outage ends once Redis has answered every call for
+    `pause` seconds: a cluster failing over answers for some slots before it answers for all,
+    and that is still one outage. One warning when an outage starts, one when it ends.
     """
 
     def __init__(self, timeout: float, pause: float = 2.0, max_pause: float = 30.0) -> None:
@@ -42,6 +44,7 @@ class CircuitBreaker:
         self._max_pause = max_pause
         self._pause = pause
         self._closed_at = 0.0
+        self._answering_since: float | None = None  # in an outage: since when no call has failed
         self.in_outage = False
         self.outages = 0
 
@@ -61,6 +64,7 @@ class CircuitBreaker:
         return not self.in_outage or time.monotonic() >= self._closed_at
 
     def failed(self, error: BaseException) -> None:
+        self._answering_since = None
         if not self.in_outage:
             self.in_outage = True
             self.outages += 1
@@ -75,6 +79,12 @@ class CircuitBreaker:
         self._closed_at = time.monotonic() + self._pause
 
     def succeeded(self) -> None:
-        if self.in_outage:
+        if not self.in_outage:
+            return
+        now = time.monotonic()
+        if self._answering_since is None:
+            self._answering_since = now
+        if now - self._answering_since >= self._first_pause:
             self.in_outage = False
+            self._answering_since = None
             logger.warning("lark_alert_middleware: Redis is reachable again; fleet-wide dedup resumed")

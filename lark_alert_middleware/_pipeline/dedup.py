@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterError, NoScriptError, TryAgainError
 
 from .._records import Claim, ClaimRequest
 from .breaker import CircuitBreaker
@@ -107,11 +107,27 @@ return {0, 0, '', redis.call('PTTL', KEYS[1])}
 """
 
 
+class SlotsMoving(Exception):
+    """Some claims of a batch were not decided: their slot is moving between a cluster's masters."""
+
+    def __init__(self, claims: list[Claim | None]) -> None:
+        super().__init__("claims left undecided while their slot moves")
+        self.claims = claims  # None where undecided
+
+
+def _slot_is_moving(reply: object) -> bool:
+    """A cluster's answer while a script's slot is being resharded: its keys are split between two
+    masters (TRYAGAIN), and redis-py ran out of retries (a plain ClusterError: "TTL exhausted")."""
+    return isinstance(reply, TryAgainError) or type(reply) is ClusterError
+
+
 class RedisDedupStore:
     """Fleet-wide decisions: one script call per claim, a batch of them in one round trip.
 
     On a cluster, the client's pipeline sends each node the claims of its slots, all nodes at
-    once: still one round trip (each claim's three keys share a slot: `redis_keys`).
+    once: still one round trip (each claim's three keys share a slot: `redis_keys`). While a
+    slot is being resharded, its claims cannot run (their keys may be split between two masters):
+    they are left undecided (`SlotsMoving`), for the caller to decide in process.
     """
 
     def __init__(self, client: RedisClient, prefix: str) -> None:
@@ -130,9 +146,15 @@ class RedisDedupStore:
             for index, reply in zip(unknown, again, strict=True):
                 replies[index] = reply
         for reply in replies:
-            if isinstance(reply, Exception):
+            if isinstance(reply, Exception) and not _slot_is_moving(reply):
                 raise reply
-        return [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
+        claims = [
+            None if _slot_is_moving(reply) else _claim_from(request, reply)
+            for request, reply in zip(requests, replies, strict=True)
+        ]
+        if None in claims:
+            raise SlotsMoving(claims)
+        return claims  # type: ignore[return-value]  # no None in it
 
     async def _run_claims(self, requests: Sequence[ClaimRequest], now: float, *, by_hash: bool) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipeline:
@@ -179,8 +201,18 @@ class FallbackDedupStore:
 
     async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
         return await self.breaker.call(
-            lambda: self._primary.claim(requests, now), lambda: self._fallback.claim(requests, now)
+            lambda: self._claim_first_in_redis(requests, now), lambda: self._fallback.claim(requests, now)
         )
+
+    async def _claim_first_in_redis(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+        try:
+            return await self._primary.claim(requests, now)
+        except SlotsMoving as moving:  # Redis is fine: only those claims are decided here
+            undecided = [
+                request for request, claim in zip(requests, moving.claims, strict=True) if claim is None
+            ]
+            decided_here = iter(await self._fallback.claim(undecided, now))
+            return [claim if claim is not None else next(decided_here) for claim in moving.claims]
 
     async def add_repeats(self, repeats: dict[str, int]) -> None:
         await self.breaker.call(

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel
 
 from .._config import AlertSettings
 from .._lark.urls import safe_url
-from .._redis_url import is_sentinel_url, parse_sentinel_url
+from .._redis_url import is_sentinel_url, parse_sentinel_url, split_hosts
 from .build import destination_of
 from .redis_keys import keys_of_each_script
 
@@ -125,12 +125,16 @@ def _ask_sentinels(url: str, timeout: float) -> _Found:
 
 
 def _ask_cluster(url: str, timeout: float, keys: dict[str, list[str]]) -> _Found:
+    first_node_url, nodes = split_hosts(url)
+    others = [ClusterNode(host, port) for host, port in nodes[1:]]  # type: ignore[no-untyped-call]
     try:
-        client = RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = RedisCluster.from_url(
+            first_node_url, startup_nodes=others, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
     except RedisClusterException as error:
         if "not enabled" not in str(error):
             raise
-        found = _ask_server(url, timeout)
+        found = _ask_server(first_node_url, timeout)
         found.problems.append(
             "LARK_ALERT_REDIS_CLUSTER is set, but REDIS_URL's server is not in cluster mode: unset it"
         )

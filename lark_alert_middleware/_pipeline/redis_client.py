@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import redis.asyncio as redis_asyncio
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from .._redis_url import is_sentinel_url, parse_sentinel_url
+from .._redis_url import is_sentinel_url, parse_sentinel_url, split_hosts
 
 RedisClient: TypeAlias = redis_asyncio.Redis | RedisCluster
 
@@ -35,7 +35,9 @@ def open_redis(url: str, *, cluster: bool, timeout: float, **connection: Any) ->
     connection.update(socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30)
     if cluster:
         # Its own retries (after a refresh of the slots' owners) stay: the breaker's timeout bounds them.
-        cluster_client = RedisCluster.from_url(url, **connection)
+        first_node_url, nodes = split_hosts(url)
+        others = [ClusterNode(host, port) for host, port in nodes[1:]]
+        cluster_client = RedisCluster.from_url(first_node_url, startup_nodes=others, **connection)
         return OpenedRedis(cluster_client, cluster_client.aclose)
     # One server answers or does not: no retry, the breaker decides when to ask again.
     connection["retry"] = Retry(NoBackoff(), 0)
