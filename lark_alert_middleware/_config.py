@@ -103,7 +103,7 @@ class AlertSettings(BaseSettings):
     max_in_flight: int = Field(4, ge=1, le=64, validation_alias="LARK_ALERT_MAX_IN_FLIGHT")
     post_timeout: float = Field(10.0, gt=0, le=120, validation_alias="LARK_ALERT_POST_TIMEOUT")
     dedup_capacity: int = Field(10_000, ge=10, le=10_000_000, validation_alias="LARK_ALERT_DEDUP_CAPACITY")
-    # Redis Cluster (issue 19): REDIS_URL names any node.
+    # Redis Cluster: REDIS_URL names one or more of its nodes.
     redis_cluster: bool = Field(False, validate_default=True, validation_alias="LARK_ALERT_REDIS_CLUSTER")
 
     @field_validator("allowed_webhook_hosts")
@@ -158,9 +158,9 @@ class AlertSettings(BaseSettings):
             return value
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
-        if not url.startswith("unix://"):
-            url = split_hosts(url)[0]  # a cluster's nodes may be listed: host:port,host:port
         try:
+            if not url.startswith("unix://"):
+                url = split_hosts(url)[0]  # a cluster's nodes may be listed: host:port,host:port
             # What the alerter's client will do with it; unreadable, every alert would be dropped.
             redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
         except ValueError:
@@ -173,7 +173,7 @@ class AlertSettings(BaseSettings):
 
     @field_validator("redis_cluster")
     @classmethod
-    def _cluster_is_reachable(cls, value: bool, info: ValidationInfo) -> bool:
+    def _cluster_setting_fits_redis_url(cls, value: bool, info: ValidationInfo) -> bool:
         if "redis_url" not in info.data:  # REDIS_URL itself is invalid (reported)
             return value
         url = info.data["redis_url"].get_secret_value() if info.data["redis_url"] is not None else None

@@ -176,6 +176,23 @@ def test_several_hosts_without_the_cluster_setting_are_refused(monkeypatch: pyte
     assert "hunter2" not in str(error.value)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    scheme=st.sampled_from(["redis://", "rediss://", "redis+sentinel://", "unix://", "REDIS+SENTINEL://"]),
+    rest=st.text(max_size=60),
+    cluster=st.booleans(),
+)
+def test_any_redis_url_is_read_or_refused_by_name_never_quoting_its_password(
+    scheme: str, rest: str, cluster: bool
+) -> None:
+    password = "hunter2-not-shown"
+    try:
+        load_settings(redis_url=f"{scheme}:{password}@{rest}", redis_cluster=cluster)
+    except ConfigurationError as error:
+        assert "REDIS_URL (redis_url=)" in str(error) or "LARK_ALERT_REDIS_CLUSTER" in str(error)
+        assert password not in str(error)
+
+
 def test_a_prefix_with_braces_still_works_on_one_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("LARK_ALERT_REDIS_PREFIX", "{app}:")

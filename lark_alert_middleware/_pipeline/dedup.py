@@ -145,16 +145,18 @@ class RedisDedupStore:
             again = await self._run_claims([requests[index] for index in unknown], now, by_hash=False)
             for index, reply in zip(unknown, again, strict=True):
                 replies[index] = reply
-        for reply in replies:
-            if isinstance(reply, Exception) and not _slot_is_moving(reply):
+        moving = [_slot_is_moving(reply) for reply in replies]
+        for reply, is_moving in zip(replies, moving, strict=True):
+            if isinstance(reply, Exception) and not is_moving:
                 raise reply
-        claims = [
-            None if _slot_is_moving(reply) else _claim_from(request, reply)
-            for request, reply in zip(requests, replies, strict=True)
-        ]
-        if None in claims:
-            raise SlotsMoving(claims)
-        return claims  # type: ignore[return-value]  # no None in it
+        if any(moving):
+            raise SlotsMoving(
+                [
+                    None if is_moving else _claim_from(request, reply)
+                    for request, reply, is_moving in zip(requests, replies, moving, strict=True)
+                ]
+            )
+        return [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
 
     async def _run_claims(self, requests: Sequence[ClaimRequest], now: float, *, by_hash: bool) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipeline:
