@@ -86,7 +86,9 @@ def build_pipeline(
         store: DedupStore = local_store
         budget: RateBudget = InProcessRateBudget()
         if settings.redis_url is not None:
-            redis_client = shared_clients.redis(settings.redis_url.get_secret_value(), settings.redis_timeout)
+            redis_client = shared_clients.redis(
+                settings.redis_url.get_secret_value(), settings.redis_timeout, cluster=settings.redis_cluster
+            )
             breaker = CircuitBreaker(timeout=settings.redis_timeout * 2)
             store = FallbackDedupStore(
                 RedisDedupStore(redis_client, settings.redis_key_prefix), local_store, breaker

@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as redis_asyncio
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterError, NoScriptError, TryAgainError
 
 from .._records import Claim, ClaimRequest
 from .breaker import CircuitBreaker
+from .redis_client import RedisClient
+from .redis_keys import claim_keys
 from .room import make_room
 
 # How long a repeat count and the previous alert's time are kept between windows.
@@ -91,7 +92,7 @@ class InProcessDedupStore:
         return len(self._entries)
 
 
-# KEYS: window, repeat count, previous alert time (one hash tag: one cluster slot).
+# KEYS: window, repeat count, previous alert time (`claim_keys`: one hash tag, one cluster slot).
 # ARGV: window seconds, now, repeats seen by the caller, history seconds. Needs Redis 6.2+.
 # A losing claim adds the caller's repeats and its own occurrence to the next alert's count.
 _CLAIM_SCRIPT = """
@@ -107,17 +108,33 @@ return {0, 0, '', redis.call('PTTL', KEYS[1])}
 """
 
 
-class RedisDedupStore:
-    """Fleet-wide decisions: one script call per claim, a batch of them in one round trip."""
+class SlotsMoving(Exception):
+    """Some claims of a batch were not decided: their slot is moving between a cluster's masters."""
 
-    def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+    def __init__(self, claims: list[Claim | None]) -> None:
+        super().__init__("claims left undecided while their slot moves")
+        self.claims = claims  # None where undecided
+
+
+def _slot_is_moving(reply: object) -> bool:
+    """A cluster's answer while a script's slot is being resharded: its keys are split between two
+    masters (TRYAGAIN), and redis-py ran out of retries (a plain ClusterError: "TTL exhausted")."""
+    return isinstance(reply, TryAgainError) or type(reply) is ClusterError
+
+
+class RedisDedupStore:
+    """Fleet-wide decisions: one script call per claim, a batch of them in one round trip.
+
+    On a cluster, the client's pipeline sends each node the claims of its slots, all nodes at
+    once: still one round trip (each claim's three keys share a slot: `redis_keys`). While a
+    slot is being resharded, its claims cannot run (their keys may be split between two masters):
+    they are left undecided (`SlotsMoving`), for the caller to decide in process.
+    """
+
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
         self._claim_sha = hashlib.sha1(_CLAIM_SCRIPT.encode(), usedforsecurity=False).hexdigest()
-
-    def _keys(self, key: str) -> list[str]:
-        base = f"{self._prefix}{{{key}}}"
-        return [f"{base}:window", f"{base}:repeats", f"{base}:last"]
 
     async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
         # By hash, not through redis-py's Script in a pipeline: that asks SCRIPT EXISTS first,
@@ -129,16 +146,24 @@ class RedisDedupStore:
             again = await self._run_claims([requests[index] for index in unknown], now, by_hash=False)
             for index, reply in zip(unknown, again, strict=True):
                 replies[index] = reply
-        for reply in replies:
-            if isinstance(reply, Exception):
+        moving = [_slot_is_moving(reply) for reply in replies]
+        for reply, is_moving in zip(replies, moving, strict=True):
+            if isinstance(reply, Exception) and not is_moving:
                 raise reply
+        if any(moving):
+            raise SlotsMoving(
+                [
+                    None if is_moving else _claim_from(request, reply)
+                    for request, reply, is_moving in zip(requests, replies, moving, strict=True)
+                ]
+            )
         return [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
 
     async def _run_claims(self, requests: Sequence[ClaimRequest], now: float, *, by_hash: bool) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipeline:
             for request in requests:
                 keys_and_arguments: list[str | int] = [
-                    *self._keys(request.key),
+                    *claim_keys(self._prefix, request.key),
                     request.window_seconds,
                     f"{now:.3f}",
                     request.repeats_here,
@@ -155,7 +180,7 @@ class RedisDedupStore:
             return
         async with self._client.pipeline(transaction=False) as pipeline:
             for key, count in repeats.items():
-                repeats_key = self._keys(key)[1]
+                repeats_key = claim_keys(self._prefix, key)[1]
                 pipeline.incrby(repeats_key, count)
                 pipeline.expire(repeats_key, HISTORY_SECONDS)
             await pipeline.execute()
@@ -179,8 +204,18 @@ class FallbackDedupStore:
 
     async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
         return await self.breaker.call(
-            lambda: self._primary.claim(requests, now), lambda: self._fallback.claim(requests, now)
+            lambda: self._claim_first_in_redis(requests, now), lambda: self._fallback.claim(requests, now)
         )
+
+    async def _claim_first_in_redis(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+        try:
+            return await self._primary.claim(requests, now)
+        except SlotsMoving as moving:  # Redis is fine: only those claims are decided here
+            undecided = [
+                request for request, claim in zip(requests, moving.claims, strict=True) if claim is None
+            ]
+            decided_here = iter(await self._fallback.claim(undecided, now))
+            return [claim if claim is not None else next(decided_here) for claim in moving.claims]
 
     async def add_repeats(self, repeats: dict[str, int]) -> None:
         await self.breaker.call(
