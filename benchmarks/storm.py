@@ -1,6 +1,7 @@
 """An error storm through the app: what it costs the service, Redis and Lark.
 
     python benchmarks/storm.py [--requests 20000] [--kinds 100] [--trials 5]
+                               [--topology server|cluster|sentinel]
 
 20,000 failing requests over 100 fingerprints (statuses 400-499 on one route), 50 at a
 time, driven through the ASGI interface of a FastAPI app: bare, and with the middleware
@@ -19,7 +20,10 @@ each of which is printed too.
 
 The last trial waits until every alert is delivered; its numbers are the Redis commands
 per error (those the middleware sends, and those Redis executes including inside its
-scripts), the posts made and the alerter's counters. Earlier trials leave at once, their
+scripts), the posts made and the alerter's counters. `--topology cluster` runs the same
+storm against a Redis Cluster of 3 masters (no replicas, so that only the middleware's
+commands are counted; summed over the masters), `--topology sentinel` against a master
+found through 3 sentinels; the default is one server. Earlier trials leave at once, their
 alerts undelivered; the rate budget they used stays in Redis, so that together they keep
 inside Lark's limits. Peak RSS comes from two more processes, each serving one app alone.
 """
@@ -36,11 +40,13 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
 
 CONCURRENCY = 50
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK_REQUESTS = 200
 VARIANTS = ("bare", "middleware")
 
@@ -151,6 +157,7 @@ def find_middleware(app: Any) -> Any:
 def count_redis_calls() -> list[int]:
     """Count the commands the middleware sends (a script call is one; a pipeline sends several)."""
     import redis.asyncio.client
+    import redis.asyncio.cluster
 
     calls = [0]
     execute_command = redis.asyncio.client.Redis.execute_command
@@ -173,6 +180,21 @@ def count_redis_calls() -> list[int]:
     redis.asyncio.client.Redis.execute_command = counted_command  # type: ignore[method-assign]
     redis.asyncio.client.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
     redis.asyncio.client.Pipeline.immediate_execute_command = counted_immediate  # type: ignore[method-assign]
+
+    # A cluster's client: a command (also one a pipeline sends again after MOVED), and a pipeline.
+    cluster_command = redis.asyncio.cluster.RedisCluster.execute_command
+    cluster_pipeline = redis.asyncio.cluster.ClusterPipeline.execute
+
+    async def counted_cluster_command(self: Any, *args: Any, **options: Any) -> Any:
+        calls[0] += 1
+        return await cluster_command(self, *args, **options)
+
+    async def counted_cluster_pipeline(self: Any, *args: Any, **options: Any) -> Any:
+        calls[0] += len(self)
+        return await cluster_pipeline(self, *args, **options)
+
+    redis.asyncio.cluster.RedisCluster.execute_command = counted_cluster_command  # type: ignore[method-assign]
+    redis.asyncio.cluster.ClusterPipeline.execute = counted_cluster_pipeline  # type: ignore[method-assign]
     return calls
 
 
@@ -224,24 +246,68 @@ def start_redis(port: int) -> subprocess.Popen[bytes]:
     return process
 
 
-def redis_commands(port: int) -> int:
+class Topology:
+    """The Redis the storm runs against: its environment for the app, and the ports of its masters."""
+
+    def __init__(self, kind: str, directory: str) -> None:
+        self.kind = kind
+        if kind == "server":
+            port = free_port()
+            self._server = start_redis(port)
+            self.environment = {"REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+            self.masters = [port]
+            return
+        sys.path.insert(0, str(REPO))
+        from pathlib import Path
+
+        from tests.topologies import start_cluster, start_sentinels
+
+        if kind == "cluster":
+            self._started = start_cluster(Path(directory), masters=3, replicas=0)
+            self.environment = {"REDIS_URL": self._started.url, "LARK_ALERT_REDIS_CLUSTER": "true"}
+            self.masters = [node.port for node in self._started.masters().values()]
+        else:
+            self._started = start_sentinels(Path(directory))
+            self.environment = {"REDIS_URL": self._started.url}
+            self.masters = [self._started.master().port]
+
+    def stop(self) -> None:
+        if self.kind == "server":
+            self._server.terminate()
+            self._server.wait()
+        else:
+            self._started.stop()
+
+
+# What replicas and sentinels ask of a master (and this script's INFO): not the middleware's commands.
+NOT_COUNTED = {
+    f"cmdstat_{name}"
+    for name in ("info", "ping", "replconf", "psync", "publish", "subscribe", "client|setname")
+}
+
+
+def redis_commands(ports: list[int]) -> int:
     import redis
 
-    client = redis.Redis(port=port)
-    stats = client.info("commandstats")
-    client.close()
-    return sum(int(value["calls"]) for name, value in stats.items() if name not in ("cmdstat_info",))
+    total = 0
+    for port in ports:
+        client = redis.Redis(port=port)
+        stats = client.info("commandstats")
+        client.close()
+        total += sum(int(value["calls"]) for name, value in stats.items() if name not in NOT_COUNTED)
+    return total
 
 
-def forget_errors(port: int) -> None:
+def forget_errors(ports: list[int]) -> None:
     """Delete the dedup keys between trials, keeping the rate budget the trials share."""
     import redis
 
-    client = redis.Redis(port=port)
-    for key in client.scan_iter():
-        if b":rate:" not in key:
-            client.delete(key)
-    client.close()
+    for port in ports:
+        client = redis.Redis(port=port)
+        for key in client.scan_iter():
+            if b":rate:" not in key:
+                client.delete(key)
+        client.close()
 
 
 def main() -> None:
@@ -251,6 +317,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--kinds", type=int, default=100)
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--topology", choices=("server", "cluster", "sentinel"), default="server")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--alone", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--deliver", action="store_true", help=argparse.SUPPRESS)
@@ -263,26 +330,27 @@ def main() -> None:
     from lark_alert_middleware._lark.webhook import FREQUENCY_LIMITED
     from lark_alert_middleware.testing import LarkReceiver
 
-    port = free_port()
-    redis_server = start_redis(port)
+    directory = tempfile.mkdtemp(prefix="storm-redis-")
+    topology = Topology(arguments.topology, directory)
+    masters = topology.masters
     try:
         with LarkReceiver() as lark:
             env = {key: value for key, value in os.environ.items() if not key.startswith("LARK_")}
-            env.update(LARK_WEBHOOK_URL=lark.url, REDIS_URL=f"redis://127.0.0.1:{port}/0")
+            env.update(LARK_WEBHOOK_URL=lark.url, **topology.environment)
             trials: list[dict[str, Any]] = []
             for number in range(1, arguments.trials + 1):
                 print(f"  trial {number}/{arguments.trials}", file=sys.stderr, flush=True)
                 last = number == arguments.trials
-                posts_before, commands_before = len(lark.requests), redis_commands(port)
+                posts_before, commands_before = len(lark.requests), redis_commands(masters)
                 trials.append(run_child(arguments, env, *(["--deliver"] if last else [])))
-                posts, commands = len(lark.requests) - posts_before, redis_commands(port) - commands_before
-                forget_errors(port)
+                posts, commands = len(lark.requests) - posts_before, redis_commands(masters) - commands_before
+                forget_errors(masters)
             memory = {variant: run_child(arguments, env, "--alone", variant) for variant in VARIANTS}
-            forget_errors(port)
+            forget_errors(masters)
             refused = [r for r in lark.requests if r.answer_code == FREQUENCY_LIMITED]
     finally:
-        redis_server.terminate()
-        redis_server.wait()
+        topology.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
     errors = arguments.requests
     delivered = trials[-1]
@@ -292,7 +360,9 @@ def main() -> None:
         return own + float(result["alerter_cpu_seconds"]) if variant == "middleware" else own
 
     ratios = [cost(result, "bare") / cost(result, "middleware") for result in trials]
+    where = {"server": "one Redis server", "cluster": "a Redis Cluster of 3 masters", "sentinel": "sentinels"}
     print(f"{errors:,} error requests over {arguments.kinds} fingerprints, {CONCURRENCY} at a time")
+    print(f"  Redis: {where[arguments.topology]}")
     for variant, label in (("bare", "bare app"), ("middleware", "with the middleware")):
         rate = errors / statistics.median(cost(result, variant) for result in trials)
         print(

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Unpack
 
 from ._lark.webhook import LARK_HOSTS
+from ._redis_url import is_sentinel_url, parse_sentinel_url, split_hosts
 
 
 def is_encodable(text: str) -> bool:
@@ -143,6 +144,8 @@ class AlertSettings(BaseSettings):
     dedup_capacity: int = Field(10_000, ge=10, le=10_000_000, validation_alias="LARK_ALERT_DEDUP_CAPACITY")
     # Log records the middleware's app sends as alerts: at or above this level (None: none).
     capture_logs: LogLevel = Field(None, validation_alias="LARK_ALERT_CAPTURE_LOGS")
+    # Redis Cluster: REDIS_URL names one or more of its nodes.
+    redis_cluster: bool = Field(False, validate_default=True, validation_alias="LARK_ALERT_REDIS_CLUSTER")
     # When the card speaks again: escalation inside a window.
     escalate_at: ThresholdCounts = Field((10, 100, 1000, 10000), validation_alias="LARK_ALERT_ESCALATE_AT")
     check_interval: float = Field(5.0, ge=0.1, le=60, validation_alias="LARK_ALERT_CHECK_INTERVAL")
@@ -242,9 +245,14 @@ class AlertSettings(BaseSettings):
         if value is None:
             return None
         url = value.get_secret_value()
+        if is_sentinel_url(url):
+            parse_sentinel_url(url)  # its messages quote no secret
+            return value
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
         try:
+            if not url.startswith("unix://"):
+                url = split_hosts(url)[0]  # a cluster's nodes may be listed: host:port,host:port
             # What the alerter's client will do with it; unreadable, every alert would be dropped.
             redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
         except ValueError:
@@ -253,6 +261,31 @@ class AlertSettings(BaseSettings):
                 "redis-py cannot read it: check the port, the database number and the query options "
                 "(in a password, / ? # @ must be percent-encoded)"
             ) from None
+        return value
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _cluster_setting_fits_redis_url(cls, value: bool, info: ValidationInfo) -> bool:
+        if "redis_url" not in info.data:  # REDIS_URL itself is invalid (reported)
+            return value
+        url = info.data["redis_url"].get_secret_value() if info.data["redis_url"] is not None else None
+        is_node_url = url is not None and url.startswith(("redis://", "rediss://"))
+        if not value:
+            if url is not None and is_node_url and len(split_hosts(url)[1]) > 1:
+                raise ValueError("is not set, but REDIS_URL lists several hosts, as only a cluster's may")
+            return value
+        if url is None:
+            raise ValueError("needs REDIS_URL: set it to any node of the cluster, like redis://node-1:6379")
+        if not is_node_url:
+            raise ValueError("needs REDIS_URL to name a node of the cluster with redis:// or rediss://")
+        if (redis.connection.parse_url(split_hosts(url)[0]).get("db") or 0) != 0:  # type: ignore[no-untyped-call]
+            raise ValueError("a Redis Cluster has database 0 only: end REDIS_URL with /0 or no database")
+        prefix = info.data.get("redis_key_prefix", "")
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(
+                "LARK_ALERT_REDIS_PREFIX holds { or }: on a cluster the keys' own hash tags choose their "
+                "slots; use a prefix without braces"
+            )
         return value
 
     @field_validator("template")
@@ -333,6 +366,7 @@ class AlertOptions(TypedDict, total=False):
     post_timeout: float
     dedup_capacity: int
     capture_logs: str | int | None
+    redis_cluster: bool
     escalate_at: str | int | Iterable[int]
     check_interval: float
     memory_days: int

@@ -221,7 +221,8 @@ class History:
 
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
-    """Claim the window of `key`, or, if it is taken, add `repeats_here` to its next alert's count.
+    """Claim the window of `key`, or, if it is taken, add `repeats_here` and this occurrence to its
+    next alert's count.
 
     `name` (what later cards call the error, cut short) and `severity` are remembered with it,
     so that any replica can name it in a recovered card or the daily summary.
@@ -300,7 +301,7 @@ class EscalationNotice:
 class Tracking:
     """What the stores keep of a service and environment besides each error's own keys (opt-in)."""
 
-    fleet: str = ""  # the key of the service and environment (see `dedup.fleet_key`)
+    fleet: str = ""  # the key of the service and environment (see `dedup.fleet_of`)
     recovery_after: int = 0  # seconds: errors still firing are tracked, for their recovered card; 0: off
     summary_due: float = 0.0  # when the summary of the period counted now is due; 0: no summary
 

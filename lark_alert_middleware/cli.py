@@ -18,16 +18,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import redis
 
 from ._card.maker import CardMaker
 from ._card.render import CARD_BUDGET
 from ._card.sample import KINDS
 from ._config import AlertSettings, ConfigurationError, load_settings, webhook_host_kind
-from ._lark.urls import safe_url
 from ._lark.webhook import LarkAnswer, LarkWebhook, Outcome, redact_url
 from ._pipeline.build import build_pipeline, destination_of, webhook_for
 from ._pipeline.fingerprint import default_fingerprint
+from ._pipeline.redis_check import check_redis
 from ._records import HTTP, SOURCES, ErrorEvent, RenderedCard
 from ._sources.event_json import event_from_json
 from .preview import ShownCard, page_html
@@ -72,21 +71,6 @@ def _webhook_line(url: str, allowed_hosts: tuple[str, ...]) -> tuple[str, str | 
     return shown, None
 
 
-def _redis_line(url: str, timeout: float) -> tuple[str, str | None]:
-    shown = safe_url(url)
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        client.ping()
-    except (redis.RedisError, OSError) as error:
-        return shown, (
-            f"REDIS_URL: {shown} did not answer PING ({type(error).__name__}: {error}); "
-            "dedup would fall back to per process until it does"
-        )
-    finally:
-        client.close()
-    return f"{shown} (answered PING: dedup is fleet-wide)", None
-
-
 def check(arguments: argparse.Namespace) -> int:
     settings = load_settings()
     sample = _card_maker(settings).sample_card()
@@ -111,11 +95,9 @@ def check(arguments: argparse.Namespace) -> int:
     if settings.redis_url is None:
         lines.append(("REDIS_URL", "not set: dedup is per process"))
     else:
-        timeout = max(settings.redis_timeout, 1.0)
-        shown, problem = _redis_line(settings.redis_url.get_secret_value(), timeout)
-        lines.append(("REDIS_URL", shown))
-        if problem:
-            problems.append(problem)
+        redis_report = check_redis(settings, timeout=max(settings.redis_timeout, 1.0))
+        lines.extend(redis_report.lines)
+        problems.extend(redis_report.problems)
     window = f"one card per error every {settings.rate_limit} s" if settings.rate_limit else "off"
     lines.append(("LARK_ALERT_RATE_LIMIT", window))
     template = str(settings.template) if settings.template else "built-in"

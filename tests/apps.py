@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from lark_alert_middleware import LarkAlertMiddleware
@@ -65,6 +65,54 @@ def failing_app(**options: Any) -> FastAPI:
                 yield piece
 
         return StreamingResponse(chunks(), status_code=status, media_type="application/octet-stream")
+
+    app.add_middleware(LarkAlertMiddleware, **options)
+    return app
+
+
+class ExportError(Exception):
+    pass
+
+
+def beyond_requests_app(**options: Any) -> FastAPI:
+    """Failures that are not a failing response: background tasks, broken streams, websockets."""
+    app = FastAPI(title="exports")
+
+    @app.get("/ok")
+    async def ok() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.post("/export")
+    async def export(tasks: BackgroundTasks, status: int = 200, fail: str = "runtime") -> JSONResponse:
+        def write_file() -> None:
+            if fail == "none":
+                return
+            if fail == "runtime":
+                raise RuntimeError("the export could not be written")
+            raise ExportError(f"export failed: {fail}")
+
+        tasks.add_task(write_file)
+        return JSONResponse({"queued": True}, status_code=status)
+
+    @app.get("/stream/broken")
+    async def broken_stream(status: int = 200) -> StreamingResponse:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"first part\n"
+            raise RuntimeError("the stream broke after one part")
+
+        return StreamingResponse(body(), status_code=status, media_type="text/plain")
+
+    @app.websocket("/ws/orders/{order_id}")
+    async def order_updates(websocket: WebSocket, order_id: int) -> None:
+        await websocket.accept()
+        while True:
+            text = await websocket.receive_text()
+            if text == "crash":
+                raise ValueError(f"order {order_id} has no updates")
+            if text.startswith("close "):
+                await websocket.close(code=int(text.split()[1]), reason="done")
+                return
+            await websocket.send_text(f"order {order_id}: {text}")
 
     app.add_middleware(LarkAlertMiddleware, **options)
     return app

@@ -23,6 +23,7 @@ import redis.asyncio as redis_asyncio
 from lark_alert_middleware import LarkAlertMiddleware
 from lark_alert_middleware._pipeline.dedup import DedupStore, InProcessDedupStore, RedisDedupStore
 from lark_alert_middleware._pipeline.memory import Memory
+from lark_alert_middleware._pipeline.redis_keys import claim_keys
 
 SHARED_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -113,7 +114,7 @@ async def replicas(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIt
 async def end_window(store: DedupStore, key: str) -> None:
     """End `key`'s window now, as its expiry would (Redis expires keys on its own clock)."""
     if isinstance(store, RedisDedupStore):
-        await store._client.delete(store._keys(key)[0])
+        await store._client.delete(claim_keys(store._prefix, key)[0])
     else:
         assert isinstance(store, InProcessDedupStore)
         store._entries[key].window_ends = 0.0

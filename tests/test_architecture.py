@@ -10,7 +10,7 @@ import lark_alert_middleware
 PACKAGE = Path(lark_alert_middleware.__file__).parent
 # Lowest first: a module may import modules of its own layer or of the layers below it.
 LAYERS = [
-    {"_version", "_records", "_stats", "_secret_names"},
+    {"_version", "_records", "_stats", "_secret_names", "_redis_url"},
     {"_lark"},
     {"_config"},
     {"_card"},

@@ -35,7 +35,12 @@ def published(name: str) -> list[tuple[int, int]]:
 
 
 def test_the_fleet_is_redis_7_a_shared_inbox_two_replicas_and_traffic() -> None:
-    assert set(SERVICES) == {"redis", "lark", *APPS, "traffic"}
+    assert {name for name, service in SERVICES.items() if "profiles" not in service} == {
+        "redis",
+        "lark",
+        *APPS,
+        "traffic",
+    }
     assert str(SERVICES["redis"]["image"]).startswith("redis:7")
     assert SERVICES["app-1"]["command"] == SERVICES["app-2"]["command"]
     assert environment(SERVICES["app-1"]) == environment(SERVICES["app-2"])
@@ -125,3 +130,38 @@ def test_variables_passed_through_are_ones_the_middleware_reads() -> None:
     ]
     assert "LARK_WEBHOOK_URL" in passed and "LARK_WEBHOOK_SECRET" in passed
     assert set(passed) <= known
+
+
+CLUSTER_NODES = [name for name, service in SERVICES.items() if name.startswith("redis-node-")]
+CLUSTER_APPS = ("app-cluster-1", "app-cluster-2")
+
+
+def test_the_cluster_profile_adds_six_cluster_nodes_two_replicas_and_their_traffic() -> None:
+    in_profile = {name for name, service in SERVICES.items() if service.get("profiles") == ["cluster"]}
+    assert in_profile == {*CLUSTER_NODES, "redis-cluster-init", *CLUSTER_APPS, "traffic-cluster"}
+    assert len(CLUSTER_NODES) == 6
+    for name in CLUSTER_NODES:
+        assert str(SERVICES[name]["image"]).startswith("redis:7")
+        assert option(SERVICES[name]["command"], "--cluster-enabled") == "yes"
+
+
+def test_the_cluster_is_created_from_every_node_with_a_replica_each() -> None:
+    init = SERVICES["redis-cluster-init"]
+    script = " ".join(init["command"])
+    assert "--cluster create" in script and "--cluster-replicas 1" in script
+    assert all(name in script for name in CLUSTER_NODES)
+    assert set(init["depends_on"]) == set(CLUSTER_NODES)
+
+
+def test_the_cluster_replicas_reach_the_cluster_and_their_configuration_is_valid(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert environment(SERVICES[CLUSTER_APPS[0]]) == environment(SERVICES[CLUSTER_APPS[1]])
+    settings = environment(SERVICES[CLUSTER_APPS[0]])
+    nodes = urlsplit(settings["REDIS_URL"]).netloc.split(",")
+    assert nodes and {node.split(":")[0] for node in nodes} <= set(CLUSTER_NODES)
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().redis_cluster
+    targets = [urlsplit(url).hostname for url in SERVICES["traffic-cluster"]["command"][3:]]
+    assert targets == list(CLUSTER_APPS)

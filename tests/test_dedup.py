@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import logging
 from collections.abc import AsyncIterator, Sequence
 
@@ -44,7 +45,7 @@ async def test_in_process_store_claims_once_per_window_and_counts_repeats() -> N
     assert not again.first and again.remaining_seconds == pytest.approx(50.0)
     after = (await store.claim([ClaimRequest("k", 60, 1)], now=1061.0))[0]
     assert after.first
-    assert after.repeats == 6  # 4 seen before the second claim, the occurrence it lost, 1 more
+    assert after.repeats == 6  # the losing claim's 4 repeats and its own occurrence, and 1 more
     assert after.previous_alert_at == 1000.0
 
 
@@ -82,8 +83,27 @@ async def test_redis_store_reports_repeats_from_every_replica_in_the_next_alert(
     await redis_client.delete(f"{redis_prefix}{{key-2}}:window")  # the window ends
     claim = (await store.claim([ClaimRequest("key-2", 1, 1)], now=1002.0))[0]
     assert claim.first
-    assert claim.repeats == 7  # 3 seen by the other replica, the occurrence it lost, 2 flushed, 1
+    assert claim.repeats == 7  # 3 and the losing claim's own occurrence, 2, 1
     assert claim.previous_alert_at == pytest.approx(1000.0)
+
+
+async def test_a_process_that_fails_once_per_restart_is_counted_in_the_next_alert(
+    redis_client: redis_asyncio.Redis, redis_prefix: str
+) -> None:
+    # Each restart is a new process: one occurrence, nothing counted before it, one claim.
+    restarts = [RedisDedupStore(redis_client, redis_prefix) for _ in range(4)]
+    claims = [(await store.claim([ClaimRequest("boot", 60, 0)], now=1000.0))[0] for store in restarts[:3]]
+    assert [claim.first for claim in claims] == [True, False, False]
+    await redis_client.delete(f"{redis_prefix}{{boot}}:window")  # the window ends
+    claim = (await restarts[3].claim([ClaimRequest("boot", 60, 0)], now=1100.0))[0]
+    assert claim.first and claim.repeats == 2
+
+
+async def test_in_process_store_counts_a_losing_claim_as_an_occurrence() -> None:
+    store = InProcessDedupStore(capacity=10)
+    assert (await store.claim([ClaimRequest("boot", 60, 0)], now=1000.0))[0].first
+    assert not (await store.claim([ClaimRequest("boot", 60, 0)], now=1001.0))[0].first
+    assert (await store.claim([ClaimRequest("boot", 60, 0)], now=1061.0))[0].repeats == 1
 
 
 async def test_a_batch_of_claims_is_decided_in_one_round_trip_in_order(
@@ -140,11 +160,14 @@ async def test_fallback_store_survives_a_redis_outage_and_resumes(
         own_redis.start()
         recovered = None
         with anyio.fail_after(10):
-            while store.breaker.in_outage:  # poll: the breaker lets a probe through every 50 ms
-                recovered = (await store.claim([ClaimRequest("c", 60, 0)], now=1000.0))[0]
+            # Poll: a probe every 50 ms; the outage ends after 50 ms of Redis answering every call.
+            for attempt in itertools.count():
+                recovered = (await store.claim([ClaimRequest(f"c{attempt}", 60, 0)], now=1000.0))[0]
+                if not store.breaker.in_outage:
+                    break
                 await anyio.sleep(0.01)
-    assert recovered is not None and recovered.first and not store.breaker.in_outage
-    assert await client.exists("t:{c}:window") == 1  # the claim went to Redis again
+    assert recovered is not None and recovered.first
+    assert await client.exists(f"t:{{c{attempt}}}:window") == 1  # the claim went to Redis again
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert sum("Redis is unreachable" in message for message in warnings) == 1
     assert sum("reachable again" in message for message in warnings) == 1

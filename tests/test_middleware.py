@@ -285,25 +285,6 @@ async def test_repeats_are_counted_in_the_window_the_alerter_opens_and_not_in_on
     assert [card_title(card) for card in lark_receiver.cards].count("409 GET /status/{status}") == 1
 
 
-async def test_non_http_scopes_pass_through_untouched() -> None:
-    received: list[tuple[Scope, Receive, Send]] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        received.append((scope, receive, send))
-
-    middleware = LarkAlertMiddleware(app)
-    scope: Scope = {"type": "websocket", "path": "/ws"}
-
-    async def receive() -> Message:
-        return {"type": "websocket.connect"}
-
-    async def send(message: Message) -> None:
-        return None
-
-    await middleware(scope, receive, send)
-    assert received == [(scope, receive, send)]
-
-
 def test_websockets_still_work_through_the_middleware() -> None:
     app = FastAPI()
 

@@ -7,16 +7,15 @@ process keeps its own window (`_lark.limits`).
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 
-import redis.asyncio as redis_asyncio
-
 from .._lark.limits import LARK_LIMITS, MINIMUM_WAIT, RateBudget, RateLimits
 from .breaker import CircuitBreaker
+from .redis_client import RedisClient
+from .redis_keys import rate_key
 
-# KEYS: the webhook's sorted set of post times (ms, Redis clock).
+# KEYS: the webhook's sorted set of post times (ms, Redis clock; `rate_key`).
 # ARGV: per-second limit, second window ms, per-minute limit, minute window ms, unique member.
 # Returns {ms to wait before asking again, 0} or, when a post was reserved, {0, ms until the
 # next one could be, if no other replica posts first}.
@@ -63,10 +62,9 @@ class RedisRateBudget:
     """
 
     def __init__(
-        self, client: redis_asyncio.Redis, prefix: str, webhook_url: str, limits: RateLimits = LARK_LIMITS
+        self, client: RedisClient, prefix: str, webhook_url: str, limits: RateLimits = LARK_LIMITS
     ) -> None:
-        webhook_hash = hashlib.blake2b(webhook_url.encode(), digest_size=12).hexdigest()
-        self._key = f"{prefix}rate:{webhook_hash}"
+        self._key = rate_key(prefix, webhook_url)
         self._limits = limits
         self._reserve = client.register_script(_RESERVE_SCRIPT)
         self._not_before = 0.0  # monotonic seconds

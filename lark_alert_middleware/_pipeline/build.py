@@ -95,7 +95,9 @@ def build_pipeline(
         steward: Steward = InProcessSteward(local_store)
         budget: RateBudget = InProcessRateBudget()
         if settings.redis_url is not None:
-            redis_client = shared_clients.redis(settings.redis_url.get_secret_value(), settings.redis_timeout)
+            redis_client = shared_clients.redis(
+                settings.redis_url.get_secret_value(), settings.redis_timeout, cluster=settings.redis_cluster
+            )
             breaker = CircuitBreaker(timeout=settings.redis_timeout * 2)
             prefix = settings.redis_key_prefix
             store = FallbackDedupStore(RedisDedupStore(redis_client, prefix, memory), local_store, breaker)

@@ -1,4 +1,4 @@
-"""The process's network clients: one httpx.AsyncClient, one Redis client per URL.
+"""The process's network clients: one httpx.AsyncClient, one Redis client per URL and topology.
 
 They live on the alerter thread's loop and are shared by every middleware instance, so an
 app created and dropped per test leaves no socket behind; they are closed at exit.
@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import redis.asyncio as redis_asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from .._version import __version__
 from .loop import LoopLocal, background_loop
+from .redis_client import OpenedRedis, RedisClient, open_redis
 
 HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 HTTP_LIMITS = httpx.Limits(max_connections=8, max_keepalive_connections=4, keepalive_expiry=30.0)
@@ -37,7 +35,7 @@ def redis_driver_info() -> dict[str, Any]:
 @dataclass
 class _Clients:
     http: httpx.AsyncClient | None = None
-    redis: dict[tuple[str, float], redis_asyncio.Redis] = field(default_factory=dict)
+    redis: dict[tuple[str, bool, float], OpenedRedis] = field(default_factory=dict)
 
 
 class SharedClients:
@@ -58,19 +56,15 @@ class SharedClients:
             )
         return clients.http
 
-    def redis(self, url: str, timeout: float) -> redis_asyncio.Redis:
+    def redis(self, url: str, timeout: float, *, cluster: bool = False) -> RedisClient:
+        """The client for `url` (a cluster's when `cluster`), made on first use."""
         clients = self._clients.get()
-        client = clients.redis.get((url, timeout))
-        if client is None:
-            client = clients.redis[(url, timeout)] = redis_asyncio.Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=30,
-                **self._redis_driver_info,
+        opened = clients.redis.get((url, cluster, timeout))
+        if opened is None:
+            opened = clients.redis[(url, cluster, timeout)] = open_redis(
+                url, cluster=cluster, timeout=timeout, **self._redis_driver_info
             )
-        return client
+        return opened.client
 
     async def close(self) -> None:
         clients = self._clients.current()
@@ -80,8 +74,8 @@ class SharedClients:
         clients.http, clients.redis = None, {}
         if http is not None:
             await http.aclose()
-        for client in redis_clients:
-            await client.aclose()
+        for opened in redis_clients:
+            await opened.close()
 
 
 shared_clients = SharedClients()

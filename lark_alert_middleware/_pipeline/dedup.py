@@ -3,8 +3,10 @@
 With Redis, `SET <key> <now> NX EX <window>` decides: only the caller that sets the key
 alerts, so every replica sharing the Redis raises one alert per error per window. Without
 Redis the same decision is made in-process. Both also count the repeats that were not
-reported, so the next alert can say how often the error happened since the previous one, and
-remember each error (`memory.py`), so that its next card can say whether it is new or back.
+reported, so the next alert can say how often the error happened since the previous one (a
+claim that loses counts its own occurrence too: a replica's first of the window, or a process
+that fails at start-up, restarts and fails again), and remember each error (`memory.py`), so
+that its next card can say whether it is new or back.
 With recovery on, they track the errors still firing, for the steward's sweep; with the daily
 summary on, how often each error happened in the summary's period (`Tracking`).
 """
@@ -14,10 +16,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-import redis.asyncio as redis_asyncio
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
+from redis.exceptions import ClusterError, TryAgainError
 
 from .._records import (
     NEW,
@@ -33,6 +36,8 @@ from .._records import (
 )
 from .breaker import CircuitBreaker
 from .memory import DEFAULT_MEMORY, Memory, Remembered, remember
+from .redis_client import RedisClient
+from .redis_keys import claim_keys, day_key, fleet_key, repeats_keys
 from .room import make_room
 from .scripts import Alongside, Script, ScriptCall, run_script
 
@@ -68,20 +73,10 @@ def dedup_key(service: str, environment: str, fingerprint: str) -> str:
     return digest.hexdigest()
 
 
-def fleet_key(service: str, environment: str) -> str:
+def fleet_of(service: str, environment: str) -> str:
     """The key of what a service and environment keep besides each error's own (see `Tracking`)."""
     text = f"{service}\0{environment}"
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-def fleet_redis_key(prefix: str, fleet: str, name: str) -> str:
-    """A fleet's own Redis key: its keys share one hash tag (one cluster slot), as an error's do."""
-    return f"{prefix}{{{fleet}}}:{name}"
-
-
-def memory_redis_key(prefix: str, key: str) -> str:
-    """The hash of what the fleet remembers of the error of `key` (see `memory.py`)."""
-    return f"{prefix}{{{key}}}:seen"
 
 
 def reached_threshold(counts: tuple[int, ...], count: int) -> int:
@@ -225,12 +220,13 @@ class InProcessDedupStore:
         return len(self._entries)
 
 
-# Every script's keys share one hash tag (`{<key>}`): one cluster slot. Scripts need Redis 6.2+.
-# The fleet's sorted set of errors still firing is written by commands sent alongside.
-
+# Every script's keys share one hash tag (`redis_keys`: one cluster slot). Scripts need Redis 6.2+.
+# The fleet's sorted sets (errors still firing, the summary's counts) are written by commands
+# sent alongside, in the same round trip.
 # KEYS: window, repeat count, previous alert time, thresholds announced, memory (a hash).
 # ARGV: window seconds, now, repeats seen by the caller, history seconds, memory seconds,
 # regression seconds, the error's name (see ClaimRequest), severity, recovery seconds (0: off).
+# A losing claim adds the caller's repeats and its own occurrence to the next alert's count.
 _CLAIM_SCRIPT = """
 local now, repeats_here = tonumber(ARGV[2]), tonumber(ARGV[3])
 local function remember(occurrences)
@@ -301,21 +297,39 @@ return answer
 """
 
 
+T = TypeVar("T")
+
+
+class SlotsMoving(Exception, Generic[T]):
+    """Some calls of a batch were not run: their slot is moving between a cluster's masters."""
+
+    def __init__(self, done: list[T | None]) -> None:
+        super().__init__("calls left undone while their slot moves")
+        self.done = done  # None where undone
+
+
+def slot_is_moving(reply: object) -> bool:
+    """A cluster's answer while a script's slot is being resharded: its keys are split between two
+    masters (TRYAGAIN), and redis-py ran out of retries (a plain ClusterError: "TTL exhausted")."""
+    return isinstance(reply, TryAgainError) or type(reply) is ClusterError
+
+
 class RedisDedupStore:
-    """Fleet-wide decisions: one script call per claim, a batch of them in one round trip."""
+    """Fleet-wide decisions: one script call per claim, a batch of them in one round trip.
+
+    On a cluster, the client's pipeline sends each node the calls of its slots, all nodes at
+    once: still one round trip (each script's keys share a slot: `redis_keys`). While a slot is
+    being resharded, its calls cannot run (their keys may be split between two masters): they
+    are left undone (`SlotsMoving`), for the caller to do in process.
+    """
 
     _claim = Script.of(_CLAIM_SCRIPT)
     _repeats = Script.of(_REPEATS_SCRIPT)
 
-    def __init__(self, client: redis_asyncio.Redis, prefix: str, memory: Memory = DEFAULT_MEMORY) -> None:
+    def __init__(self, client: RedisClient, prefix: str, memory: Memory = DEFAULT_MEMORY) -> None:
         self._client = client
         self._prefix = prefix
         self._memory = memory
-
-    def _keys(self, key: str) -> list[str]:
-        base = f"{self._prefix}{{{key}}}"
-        memory = memory_redis_key(self._prefix, key)
-        return [f"{base}:window", f"{base}:repeats", f"{base}:last", f"{base}:escalated", memory]
 
     async def claim(
         self, requests: Sequence[ClaimRequest], now: float, tracking: Tracking = NO_TRACKING
@@ -323,7 +337,7 @@ class RedisDedupStore:
         memory = self._memory
         calls: list[ScriptCall] = [
             (
-                self._keys(request.key),
+                claim_keys(self._prefix, request.key),
                 [
                     request.window_seconds,
                     f"{now:.3f}",
@@ -342,30 +356,32 @@ class RedisDedupStore:
         for request in requests:
             occurrences[request.key] = occurrences.get(request.key, 0) + request.repeats_here + 1
         alongside = self._alongside(tracking, occurrences, now, claimed=True)
-        replies = await run_script(self._client, self._claim, calls, alongside)
-        claims = [_claim_from(request, reply) for request, reply in zip(requests, replies, strict=True)]
+        replies = await run_script(self._client, self._claim, calls, alongside, tolerated=slot_is_moving)
+        claims = [
+            None if slot_is_moving(reply) else _claim_from(request, reply)
+            for request, reply in zip(requests, replies, strict=True)
+        ]
         if tracking.summary_due:
             await self._count_new(tracking, requests, claims, now)
-        return claims
+        return _all_done(claims)
 
     async def add_repeats(
         self, counts: Sequence[RepeatCount], now: float, tracking: Tracking = NO_TRACKING
     ) -> list[Crossing]:
         calls: list[ScriptCall] = []
         for count in counts:
-            window, repeats, _, escalated, seen = self._keys(count.key)
             arguments: list[str | int] = [count.repeats, HISTORY_SECONDS, f"{now:.3f}", self._memory.seconds]
             calls.append(
-                ([window, repeats, escalated, seen], [*arguments, *_threshold_arguments(count.thresholds)])
+                (repeats_keys(self._prefix, count.key), [*arguments, *_threshold_arguments(count.thresholds)])
             )
         occurrences = {count.key: count.repeats for count in counts}
         alongside = self._alongside(tracking, occurrences, now, claimed=False)
-        replies = await run_script(self._client, self._repeats, calls, alongside)
-        return [
-            crossing
+        replies = await run_script(self._client, self._repeats, calls, alongside, tolerated=slot_is_moving)
+        crossings = [
+            None if slot_is_moving(reply) else _crossings_from(count, reply)
             for count, reply in zip(counts, replies, strict=True)
-            for crossing in _crossings_from(count, reply)
         ]
+        return [crossing for each in _all_done(crossings) for crossing in each]
 
     def _alongside(
         self, tracking: Tracking, occurrences: dict[str, int], now: float, *, claimed: bool
@@ -377,13 +393,13 @@ class RedisDedupStore:
             return None
         prefix, fleet = self._prefix, tracking.fleet
 
-        def add(pipeline: Pipeline) -> None:
+        def add(pipeline: Pipeline | ClusterPipeline) -> None:
             if tracking.recovery_after:
-                firing = fleet_redis_key(prefix, fleet, "firing")
+                firing = fleet_key(prefix, fleet, "firing")
                 pipeline.zadd(firing, dict.fromkeys(occurrences, now), xx=not claimed, gt=True)
                 pipeline.expire(firing, self._memory.seconds)
             if tracking.summary_due:
-                day = day_redis_key(prefix, fleet, tracking.summary_due)
+                day = day_key(prefix, fleet, tracking.summary_due)
                 for key, count in occurrences.items():
                     pipeline.zincrby(day, count, key)
                 pipeline.incrby(f"{day}:total", sum(occurrences.values()))
@@ -394,25 +410,27 @@ class RedisDedupStore:
         return add
 
     async def _count_new(
-        self, tracking: Tracking, requests: Sequence[ClaimRequest], claims: list[Claim], now: float
+        self, tracking: Tracking, requests: Sequence[ClaimRequest], claims: list[Claim | None], now: float
     ) -> None:
         """The errors first seen in the summary's period: after the claims that said so (rare)."""
         new = [
             request.key
             for request, claim in zip(requests, claims, strict=True)
-            if claim.history is not None and claim.history.novelty == NEW
+            if claim is not None and claim.history is not None and claim.history.novelty == NEW
         ]
         if new:
-            day_new = f"{day_redis_key(self._prefix, tracking.fleet, tracking.summary_due)}:new"
+            day_new = f"{day_key(self._prefix, tracking.fleet, tracking.summary_due)}:new"
             async with self._client.pipeline(transaction=False) as pipeline:
                 pipeline.sadd(day_new, *new)
                 pipeline.expire(day_new, _day_kept_seconds(tracking.summary_due, now))
                 await pipeline.execute()
 
 
-def day_redis_key(prefix: str, fleet: str, due: float) -> str:
-    """The sorted set of the errors counted in the summary period ending at `due` (and its prefix)."""
-    return fleet_redis_key(prefix, fleet, f"day:{int(due)}")
+def _all_done(done: list[T | None]) -> list[T]:
+    """`done`, if every call was; else SlotsMoving, for the caller to do the others in process."""
+    if any(each is None for each in done):
+        raise SlotsMoving(done)
+    return [each for each in done if each is not None]
 
 
 def _day_kept_seconds(due: float, now: float) -> int:
@@ -456,7 +474,8 @@ def _text(value: bytes | str) -> str:
 
 
 class FallbackDedupStore:
-    """Redis first; while the breaker is open (Redis failing), the in-process store."""
+    """Redis first; while the breaker is open (Redis failing), the in-process store. Calls whose
+    cluster slot is moving are done in process too, while Redis serves the others."""
 
     def __init__(self, primary: DedupStore, fallback: DedupStore, breaker: CircuitBreaker) -> None:
         self._primary = primary
@@ -466,15 +485,27 @@ class FallbackDedupStore:
     async def claim(
         self, requests: Sequence[ClaimRequest], now: float, tracking: Tracking = NO_TRACKING
     ) -> list[Claim]:
-        return await self.breaker.call(
-            lambda: self._primary.claim(requests, now, tracking),
-            lambda: self._fallback.claim(requests, now, tracking),
-        )
+        async def in_redis() -> list[Claim]:
+            try:
+                return await self._primary.claim(requests, now, tracking)
+            except SlotsMoving as moving:  # Redis is fine: only those claims are decided here
+                undone = [
+                    request for request, claim in zip(requests, moving.done, strict=True) if claim is None
+                ]
+                decided_here = iter(await self._fallback.claim(undone, now, tracking))
+                return [claim if claim is not None else next(decided_here) for claim in moving.done]
+
+        return await self.breaker.call(in_redis, lambda: self._fallback.claim(requests, now, tracking))
 
     async def add_repeats(
         self, counts: Sequence[RepeatCount], now: float, tracking: Tracking = NO_TRACKING
     ) -> list[Crossing]:
-        return await self.breaker.call(
-            lambda: self._primary.add_repeats(counts, now, tracking),
-            lambda: self._fallback.add_repeats(counts, now, tracking),
-        )
+        async def in_redis() -> list[Crossing]:
+            try:
+                return await self._primary.add_repeats(counts, now, tracking)
+            except SlotsMoving as moving:
+                undone = [count for count, done in zip(counts, moving.done, strict=True) if done is None]
+                crossings = await self._fallback.add_repeats(undone, now, tracking)
+                return [crossing for done in moving.done if done is not None for crossing in done] + crossings
+
+        return await self.breaker.call(in_redis, lambda: self._fallback.add_repeats(counts, now, tracking))

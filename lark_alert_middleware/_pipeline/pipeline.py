@@ -51,7 +51,7 @@ from .._records import (
 )
 from .._stats import Counters
 from .clients import shared_clients
-from .dedup import DedupStore, FallbackDedupStore, dedup_key, fleet_key
+from .dedup import DedupStore, FallbackDedupStore, dedup_key, fleet_of
 from .digest import Digest
 from .fingerprint import FingerprintFunction, default_fingerprint
 from .handoff import Handoff
@@ -333,7 +333,7 @@ class Pipeline:
     def _tracking(self) -> Tracking:
         summary_due = self._schedule.due_after(time.time()) if self._schedule is not None else 0.0
         return Tracking(
-            fleet_key(self._service, self.settings.environment),
+            fleet_of(self._service, self.settings.environment),
             self.settings.recovery_after or 0,
             summary_due,
         )

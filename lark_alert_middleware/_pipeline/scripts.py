@@ -12,13 +12,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as redis_asyncio
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError
+
+from .redis_client import RedisClient
 
 ScriptCall = tuple[list[str], list[str | int]]  # keys, arguments
 # Adds commands to a pipeline (whose replies are checked for errors, then dropped).
-Alongside = Callable[[Pipeline], None]
+Alongside = Callable[[Pipeline | ClusterPipeline], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +34,17 @@ class Script:
 
 
 async def run_script(
-    client: redis_asyncio.Redis,
+    client: RedisClient,
     script: Script,
     calls: Sequence[ScriptCall],
     alongside: Alongside | None = None,
+    *,
+    tolerated: Callable[[object], bool] = lambda reply: False,
 ) -> list[Any]:
     """The replies of `calls`, in order, from one round trip that also sends what `alongside` adds.
 
-    Raises the first error Redis answered (a script's or a command's), as one command would.
+    Raises the first error Redis answered (a script's or a command's), as one command would,
+    unless `tolerated`: such a reply of a call is returned as it is, one of a command ignored.
     """
     if not calls and alongside is None:
         return []
@@ -51,13 +56,13 @@ async def run_script(
         for index, reply in zip(unknown, again, strict=True):
             replies[index] = reply
     for reply in (*replies, *others):
-        if isinstance(reply, Exception):
+        if isinstance(reply, Exception) and not tolerated(reply):
             raise reply
     return replies
 
 
 async def _pipelined(
-    client: redis_asyncio.Redis,
+    client: RedisClient,
     script: Script,
     calls: Sequence[ScriptCall],
     alongside: Alongside | None,

@@ -15,18 +15,11 @@ import socket
 import uuid
 from typing import Protocol, cast
 
-import redis.asyncio as redis_asyncio
-
 from .._records import DailySummary, Recovery, SummaryLine
 from .breaker import CircuitBreaker
-from .dedup import (
-    DAY_KEPT_SECONDS,
-    Day,
-    InProcessDedupStore,
-    day_redis_key,
-    fleet_redis_key,
-    memory_redis_key,
-)
+from .dedup import DAY_KEPT_SECONDS, Day, InProcessDedupStore
+from .redis_client import RedisClient
+from .redis_keys import day_key, fleet_key, memory_key
 from .scripts import Script, ScriptCall, run_script
 
 # Errors one sweep may find recovered (one card: the most frequent listed, the rest counted);
@@ -89,18 +82,18 @@ class RedisSteward:
     _lease = Script.of(_LEASE_SCRIPT)
     _send = Script.of(_SEND_SCRIPT)
 
-    def __init__(self, client: redis_asyncio.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
         self._name = replica_name()
 
     async def lead(self, fleet: str, seconds: float) -> bool:
-        lease = fleet_redis_key(self._prefix, fleet, "steward")
+        lease = fleet_key(self._prefix, fleet, "steward")
         [held] = await run_script(self._client, self._lease, [([lease], [self._name, int(seconds * 1000)])])
         return bool(held)
 
     async def recovered(self, fleet: str, quiet_seconds: int, now: float) -> list[Recovery]:
-        firing = fleet_redis_key(self._prefix, fleet, "firing")
+        firing = fleet_key(self._prefix, fleet, "firing")
         quiet_since = now - quiet_seconds
         async with self._client.pipeline(transaction=False) as pipeline:
             pipeline.zremrangebyrank(firing, 0, -FIRING_KEPT - 1)
@@ -112,7 +105,7 @@ class RedisSteward:
         async with self._client.pipeline(transaction=False) as pipeline:
             for key in keys:
                 fields = ["name", "severity", "episode_started", "last", "episode_total"]
-                pipeline.hmget(memory_redis_key(self._prefix, key), fields)
+                pipeline.hmget(memory_key(self._prefix, key), fields)
             memories = await pipeline.execute()
         found: list[Recovery] = []
         async with self._client.pipeline(transaction=False) as pipeline:
@@ -139,7 +132,7 @@ class RedisSteward:
         return [recovery for recovery in found if recovery.key in removed_keys]
 
     async def watch(self, fleet: str, due: float, now: float) -> None:
-        day = day_redis_key(self._prefix, fleet, due)
+        day = day_key(self._prefix, fleet, due)
         async with self._client.pipeline(transaction=False) as pipeline:
             pipeline.set(f"{day}:watched", f"{now:.3f}", nx=True, ex=int(due - now) + DAY_KEPT_SECONDS)
             pipeline.zremrangebyrank(day, 0, -DAY_KINDS_KEPT - 1)
@@ -149,7 +142,7 @@ class RedisSteward:
         self, fleet: str, period: tuple[float, float], firing_since: float
     ) -> DailySummary | None:
         started, due = period
-        day = day_redis_key(self._prefix, fleet, due)
+        day = day_key(self._prefix, fleet, due)
         sending: ScriptCall = ([f"{day}:watched", f"{day}:sent"], [self._name, DAY_KEPT_SECONDS])
         [watched_since] = await run_script(self._client, self._send, [sending])
         if watched_since is None:
@@ -168,7 +161,7 @@ class RedisSteward:
             if more_new:
                 pipeline.zmscore(day, more_new)
             for key in [*counts, *more_new]:
-                pipeline.hmget(memory_redis_key(self._prefix, key), ["name", "severity", "last"])
+                pipeline.hmget(memory_key(self._prefix, key), ["name", "severity", "last"])
             replies = await pipeline.execute()
         if more_new:
             counts.update((key, int(count or 0)) for key, count in zip(more_new, replies.pop(0), strict=True))

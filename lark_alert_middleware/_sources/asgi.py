@@ -6,6 +6,8 @@ is done at construction that an app could notice (Starlette builds middlewares i
 first call): the card template is loaded and checked at lifespan start-up, on the alerter
 thread, or else at the first alert. A request that succeeds costs a timestamp, one small
 closure and a status lookup; a repeat of a known error adds a dictionary lookup and two counts.
+Besides requests (and what fails after their response, `after_response.py`), it watches
+websocket sessions (`websocket.py`) and the lifespan start-up (`startup.py`).
 """
 
 from __future__ import annotations
@@ -31,16 +33,20 @@ from .._pipeline.current import current_pipeline
 from .._pipeline.fingerprint import (
     STANDARD_METHODS,
     FingerprintFunction,
+    after_response_fingerprint,
     fingerprint_of,
     grouped_method,
 )
 from .._pipeline.pipeline import Pipeline
 from .._records import ErrorEvent, as_text
+from .after_response import Moment, after_response_event, moment_of
 from .context import request_scope, tracking
 from .http import RequestBodyTee, ResponseCapture, RouteError, captured_event
 from .logs import LogCapture
 from .reported import mark_reported
 from .routes import is_mounted_more_than_once, route_template
+from .startup import observe_startup
+from .websocket import Session, observe_websocket, websocket_event
 
 logger = logging.getLogger("lark_alert_middleware")
 
@@ -137,12 +143,14 @@ class LarkAlertMiddleware:
         started = perf_counter()
         status = 0
         capture: ResponseCapture | None = None
+        last_sent: Message | None = None  # says, if the app raises, whether the response was whole
         request_tee = None
         if scope["method"] not in BODYLESS_METHODS:
             receive = request_tee = RequestBodyTee(receive, self._body_limit)
 
         def send_and_capture(message: Message) -> Awaitable[None]:
-            nonlocal status, capture
+            nonlocal status, capture, last_sent
+            last_sent = message
             if capture is not None:
                 capture.add(message)
             elif not status and message["type"] == "http.response.start":
@@ -162,8 +170,7 @@ class LarkAlertMiddleware:
         except ClientDisconnect:
             raise  # the client went away: nothing failed on our side
         except Exception as exception:
-            # What ServerErrorMiddleware will send if nothing was sent yet.
-            self._report(scope, status or 500, exception, started, request_tee, capture)
+            self._report_exception(scope, status, exception, started, request_tee, capture, last_sent)
             raise
         finally:
             if in_request is not None:
@@ -216,6 +223,26 @@ class LarkAlertMiddleware:
             in_mount = by_mount[root_path] = RouteError(known.route, fingerprint)
         return in_mount
 
+    def _report_exception(
+        self,
+        scope: Scope,
+        status: int,
+        exception: Exception,
+        started: float,
+        request_tee: RequestBodyTee | None,
+        capture: ResponseCapture | None,
+        last_sent: Message | None,
+    ) -> None:
+        """An exception escaped the app: a failing request, or a failure after its response."""
+        moment = moment_of(status, last_sent, self._alerting_statuses)
+        if moment is None:
+            # What ServerErrorMiddleware will send if nothing was sent yet.
+            self._report(scope, status or 500, exception, started, request_tee, capture)
+            return
+        if capture is not None:  # a whole alerting response, then its background task failed
+            self._report(scope, status, None, started, request_tee, capture)
+        self._report(scope, status, exception, started, request_tee, None, moment)
+
     def _report(
         self,
         scope: Scope,
@@ -224,25 +251,33 @@ class LarkAlertMiddleware:
         started: float,
         request_tee: RequestBodyTee | None,
         capture: ResponseCapture | None,
+        after_response: Moment | None = None,
     ) -> None:
         pipeline = self._pipeline
         try:
             if exception is not None:
                 mark_reported(exception)  # the server logs it next: that record is not another alert
-            if self._excluded is not None and self._excluded.match(scope.get("path", "")):
+            if self._is_excluded(scope):
                 return
             duration = time.perf_counter() - started
             event = None
             if self._fingerprint is None:
                 method = grouped_method(scope["method"], scope.get("route"))
-                fingerprint = fingerprint_of(method, route_template(scope), status, exception)
+                if after_response is None:
+                    fingerprint = fingerprint_of(method, route_template(scope), status, exception)
+                else:
+                    fingerprint = after_response_fingerprint(method, route_template(scope), exception)
             else:
-                event = self._capture(scope, status, exception, duration, request_tee, capture)
+                event = self._capture(
+                    scope, status, exception, duration, request_tee, capture, after_response
+                )
                 fingerprint = pipeline.fingerprint_of(event)
             if pipeline.is_reported(fingerprint):
                 return
             if event is None:
-                event = self._capture(scope, status, exception, duration, request_tee, capture)
+                event = self._capture(
+                    scope, status, exception, duration, request_tee, capture, after_response
+                )
             pipeline.submit(fingerprint, event)
         except Exception:
             pipeline.count_lost()
@@ -256,10 +291,15 @@ class LarkAlertMiddleware:
         duration: float,
         request_tee: RequestBodyTee | None,
         capture: ResponseCapture | None,
+        after_response: Moment | None,
     ) -> ErrorEvent:
         if not self._service_known:
             self._learn_service(scope)
-        return captured_event(scope, status, exception, duration, request_tee, capture)
+        event = captured_event(scope, status, exception, duration, request_tee, capture)
+        return event if after_response is None else after_response_event(event, after_response)
+
+    def _is_excluded(self, scope: Scope) -> bool:
+        return self._excluded is not None and self._excluded.match(scope.get("path", "")) is not None
 
     def _learn_service(self, scope: Scope) -> None:
         title = getattr(scope.get("app"), "title", None)
@@ -268,13 +308,33 @@ class LarkAlertMiddleware:
         self._service_known = True
 
     async def _not_observed(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Websockets, lifespan, or a configuration that must not start."""
+        """Websockets, lifespan, other scopes, or a configuration that must not start."""
         if self._refusal is not None:
             await self._refuse_to_start(self._refusal, scope, receive, send)
+        elif scope["type"] == "websocket" and self._mode is Mode.OBSERVING:
+            in_connection = request_scope.set(scope) if tracking.on else None
+            try:
+                await observe_websocket(self.app, scope, receive, send, self._report_websocket)
+            finally:
+                if in_connection is not None:
+                    request_scope.reset(in_connection)
         elif scope["type"] == "lifespan" and self._mode is Mode.OBSERVING:
             await self._observe_lifespan(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def _report_websocket(self, scope: Scope, exception: Exception, session: Session) -> None:
+        pipeline = self._pipeline
+        try:
+            if self._is_excluded(scope):
+                return
+            mark_reported(exception)  # the server logs it next: that record is not another alert
+            if not self._service_known:
+                self._learn_service(scope)
+            pipeline.report(websocket_event(scope, exception, session))
+        except Exception:
+            pipeline.count_lost()
+            logger.exception("lark_alert_middleware: could not capture a failing websocket")
 
     async def _observe_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         pipeline = self._pipeline
@@ -298,10 +358,24 @@ class LarkAlertMiddleware:
         if logs is not None:
             logs.attach()  # before the app's start-up, whose records are captured too
         try:
-            await self.app(scope, receive, send_when_ready)
+            await observe_startup(self.app, scope, receive, send_when_ready, self._report_startup_failure)
         finally:
             if logs is not None:
                 logs.detach()  # also when start-up failed
+
+    async def _report_startup_failure(self, event: ErrorEvent) -> None:
+        """Deliver the card before the server hears of it and exits: as at shutdown, within its timeout."""
+        pipeline = self._pipeline
+        if self._logs is not None:
+            self._logs.detach()  # the server logs the failure next: that record is not another alert
+        try:
+            if event.exception is not None:
+                mark_reported(event.exception)
+            pipeline.report(event)
+            await pipeline.drain_at_shutdown()
+        except Exception:
+            pipeline.count_lost()
+            logger.exception("lark_alert_middleware: could not report a failed start-up")
 
     @staticmethod
     async def _refuse_to_start(

@@ -13,7 +13,7 @@ from starlette.types import Message, Receive, Scope
 
 from .._pipeline.fingerprint import grouped_method
 from .._pipeline.windows import KnownError
-from .._records import NO_BODY, CapturedBody, ErrorEvent
+from .._records import NO_BODY, CapturedBody, ErrorEvent, Pairs
 from .context import request_id_of
 from .routes import route_template
 from .tracing import current_trace_id
@@ -102,11 +102,7 @@ def captured_event(
     response: ResponseCapture | None,
 ) -> ErrorEvent:
     """The event of a failing request, from its scope and what the tees kept."""
-    headers = tuple(
-        (name.decode("latin-1").lower(), value.decode("latin-1"))
-        for name, value in scope.get("headers") or ()
-    )
-    client = scope.get("client")
+    headers = request_headers(scope)
     method = grouped_method(scope["method"], scope.get("route"))
     return ErrorEvent(
         timestamp=time.time() - duration,
@@ -118,7 +114,7 @@ def captured_event(
         route=route_template(scope),
         query_string=(scope.get("query_string") or b"").decode("latin-1"),
         headers=headers,
-        client=f"{client[0]}:{client[1]}" if client else None,
+        client=client_address(scope),
         request_id=request_id_of(scope, headers),
         status_code=status,
         request_body=_request_body(request_tee, headers),
@@ -126,6 +122,19 @@ def captured_event(
         exception=exception,
         trace_id=current_trace_id(headers),
     )
+
+
+def request_headers(scope: Scope) -> Pairs:
+    """The request's headers as text, names in lower case (an HTTP request's, or a websocket's)."""
+    return tuple(
+        (name.decode("latin-1").lower(), value.decode("latin-1"))
+        for name, value in scope.get("headers") or ()
+    )
+
+
+def client_address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else None
 
 
 def _header(headers: Any, wanted: bytes) -> str | None:

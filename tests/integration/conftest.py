@@ -14,6 +14,7 @@ import pytest
 
 from ..conftest import wait_until
 from ..servers import REPO, Server, start_uvicorn
+from ..topologies import ClusterTopology, SentinelTopology, start_cluster, start_sentinels
 
 __all__ = ["Process", "Server", "serve", "spawn"]
 
@@ -85,3 +86,19 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Process]]:
         if process.process.poll() is None:
             process.process.kill()
             process.process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTopology]:
+    """A Redis Cluster of this module's own: 3 masters, each with a replica (node timeout 1 s)."""
+    topology = start_cluster(tmp_path_factory.mktemp("cluster"))
+    yield topology
+    topology.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelTopology]:
+    """A master, its replica and 3 sentinels of this module's own (down after 1 s)."""
+    topology = start_sentinels(tmp_path_factory.mktemp("sentinels"))
+    yield topology
+    topology.stop()

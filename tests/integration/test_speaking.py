@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis_asyncio
 
-from lark_alert_middleware._pipeline.dedup import RedisDedupStore, dedup_key, fleet_key
+from lark_alert_middleware._pipeline.dedup import RedisDedupStore, dedup_key, fleet_of
 from lark_alert_middleware._pipeline.steward import RedisSteward
 from lark_alert_middleware._records import ClaimRequest, Tracking
 from lark_alert_middleware.testing import LarkReceiver
@@ -123,7 +123,7 @@ async def _counted_and_watched_before(due: float, prefix: str) -> None:
     """What a fleet that ran before `due` and stopped left in Redis: an error counted, the period watched."""
     client = redis_asyncio.Redis.from_url(SHARED_REDIS_URL)
     try:
-        fleet = fleet_key("orders", "production")
+        fleet = fleet_of("orders", "production")
         fingerprint = "GET /boom/{kind} 500 ValueError"
         key = dedup_key("orders", "production", fingerprint)
         tracking = Tracking(fleet, summary_due=due)

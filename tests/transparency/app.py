@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
-from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request, WebSocket
+from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.middleware.gzip import GZipMiddleware
 
@@ -86,6 +86,7 @@ def build_app(observed: bool, files: Path, layout: Layout = "plain", **options: 
     app.state.background_done = []
     app.state.streams_closed = 0
     app.state.acks = {}
+    app.state.websocket_goodbyes = {}
 
     @app.exception_handler(OrderError)
     async def order_error(request: Request, exception: OrderError) -> JSONResponse:
@@ -239,6 +240,32 @@ def build_app(observed: bool, files: Path, layout: Layout = "plain", **options: 
                 await websocket.close(code=4000, reason="client said bye")
                 return
             await websocket.send_text(f"echo: {text}")
+
+    @app.websocket("/ws-crash")
+    async def crashing_websocket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(f"echo: {await websocket.receive_text()}")
+        await websocket.receive_text()
+        raise RuntimeError("the websocket handler crashed")
+
+    @app.websocket("/ws-listen/{key}")
+    async def listening_websocket(websocket: WebSocket, key: str) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                await websocket.send_text(f"heard: {await websocket.receive_text()}")
+        except WebSocketDisconnect as goodbye:
+            app.state.websocket_goodbyes[key] = [goodbye.code, goodbye.reason]
+            raise  # as an endpoint that does not catch it would
+
+    @app.get("/ws-goodbye/{key}")
+    async def websocket_goodbye(key: str) -> list[object] | None:
+        goodbye: list[object] | None = app.state.websocket_goodbyes.get(key)
+        return goodbye
+
+    @app.websocket("/ws-refused")
+    async def refused_websocket(websocket: WebSocket) -> None:
+        await websocket.close(code=1008, reason="no token")
 
     if layout == "gzip-inside":
         app.add_middleware(GZipMiddleware, minimum_size=500)
