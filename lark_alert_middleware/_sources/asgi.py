@@ -36,6 +36,7 @@ from .._pipeline.fingerprint import (
 )
 from .._pipeline.pipeline import Pipeline
 from .._records import ErrorEvent, as_text
+from .._routes_config import captured_statuses
 from .http import RequestBodyTee, ResponseCapture, RouteError, captured_event
 from .routes import is_mounted_more_than_once, route_template
 
@@ -95,7 +96,7 @@ class LarkAlertMiddleware:
             self._mode = Mode.PASSING
             return
         self._mode = Mode.OBSERVING
-        self._alerting_statuses = settings.status_codes
+        self._alerting_statuses = captured_statuses(settings.status_codes, settings.routes)
         self._body_limit = settings.max_body_bytes
         self._excluded = _compile_patterns(settings.exclude_paths)
         self._service_known = settings.service is not None
