@@ -7,6 +7,7 @@ for tests), `preview` (cards as HTML) and `cli` (`lark-alert`). Everything else 
 from ._config import AlertSettings, ConfigurationError
 from ._pipeline.fingerprint import default_fingerprint
 from ._records import AlerterStats, CapturedBody, ErrorEvent
+from ._routes_config import Route
 from ._sources.asgi import LarkAlertMiddleware
 from ._version import __version__
 
@@ -17,6 +18,7 @@ __all__ = [
     "ConfigurationError",
     "ErrorEvent",
     "LarkAlertMiddleware",
+    "Route",
     "__version__",
     "default_fingerprint",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import urlsplit
@@ -236,7 +236,7 @@ class AlertOptions(TypedDict, total=False):
     max_in_flight: int
     post_timeout: float
     dedup_capacity: int
-    routes: str | Path | Iterable[Route] | None
+    routes: str | Path | Iterable[Route | Mapping[str, Any]] | None
 
 
 def environment_variable(field_name: str) -> str:

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PositiveInt,
-    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -63,8 +63,10 @@ def _text(value: str, what: str) -> str:
 def _patterns(value: Any) -> tuple[str, ...]:
     """One pattern, or a list of them of which any may match."""
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not items:
-        raise ValueError("must be a pattern or a non-empty list of patterns")
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"{value!r} is not a pattern or a list of patterns")
+    if not items:
+        raise ValueError("is an empty list; leave the key out to match every error")
     patterns = []
     for item in items:
         if not isinstance(item, str) or not item.strip():
@@ -171,36 +173,28 @@ class Route(BaseModel):
     `LARK_ALERT_TEMPLATE`, `LARK_ALERT_RATE_LIMIT` or `LARK_ALERT_STATUS_CODES`. `mention` pings
     on this route's cards only. `drop=True` sends nothing (counted as `routed_away`);
     `continue_=True` (`continue = true` in a file) goes on to the routes after this one.
+    Checked as it is made (pydantic's ValidationError names the key); its webhook, secret and
+    template are checked at start-up.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str
     match: RouteMatch = RouteMatch()
-    continue_: bool = Field(False, alias="continue")
+    continue_: bool = Field(default=False, validation_alias=AliasChoices("continue", "continue_"))
     drop: bool = False
     # Secrets by the name of the environment variable that holds them, so a file can be committed.
     webhook_url_env: str | None = None
     webhook_secret_env: str | None = None
     # In code only; filled in from the *_env variables at start-up.
-    webhook_url: SecretStr | None = None
-    webhook_secret: SecretStr | None = None
+    webhook_url: str | None = Field(default=None, repr=False)
+    webhook_secret: str | None = Field(default=None, repr=False)
     keyword: str | None = None
     template: Path | None = None  # in a file: relative to the file's folder
     mention: Annotated[tuple[str, ...], BeforeValidator(_mentions)] = ()
     mention_after: PositiveInt | None = None  # ping only once the error happened this often in its window
-    rate_limit: int | None = Field(None, ge=0, le=30 * 24 * 3600)  # this route's dedup window
+    rate_limit: int | None = Field(default=None, ge=0, le=30 * 24 * 3600)  # this route's dedup window
     status_codes: StatusCodes | None = None  # the statuses this route alerts on
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as error:
-            from ._config import ConfigurationError
-
-            name = data.get("name")
-            where = f"route {name!r}" if isinstance(name, str) else "a route"
-            raise ConfigurationError(f"{where}: {'; '.join(_problems(error))}") from None
 
     @field_validator("name")
     @classmethod
@@ -221,15 +215,15 @@ class Route(BaseModel):
 
     @field_validator("webhook_url", "webhook_secret")
     @classmethod
-    def _not_in_a_file(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+    def _not_in_a_file(cls, value: str | None, info: ValidationInfo) -> str | None:
         if info.context and info.context.get("file"):
             raise ValueError(
                 f"a secret does not belong in a file that may be committed; put it in an environment "
                 f"variable and name that variable with {info.field_name}_env"
             )
-        if value is None or not value.get_secret_value().strip():
+        if value is None or not value.strip():
             return None
-        return SecretStr(value.get_secret_value().strip())
+        return value.strip()
 
     @field_validator("keyword")
     @classmethod
@@ -360,20 +354,20 @@ def _resolved(route: Route, allowed_hosts: Sequence[str] | None) -> tuple[Route,
     from ._config import check_webhook_url
 
     problems: list[str] = []
-    secrets: dict[str, SecretStr] = {}
+    secrets: dict[str, str] = {}
     for own in ("webhook_url", "webhook_secret"):
         variable = getattr(route, f"{own}_env")
         if variable is None:
             continue
         text = os.environ.get(variable, "").strip()
         if text:
-            secrets[own] = SecretStr(text)
+            secrets[own] = text
         else:
             problems.append(f"{own}_env: {variable} is {'empty' if variable in os.environ else 'not set'}")
     url = secrets.get("webhook_url") or route.webhook_url
     if url is not None:
         try:
-            check_webhook_url(url.get_secret_value(), allowed_hosts)
+            check_webhook_url(url, allowed_hosts)
         except ValueError as error:
             if route.webhook_url_env is not None:
                 problems.append(f"webhook_url_env: the URL in {route.webhook_url_env} {error}")
@@ -387,8 +381,10 @@ def _resolved(route: Route, allowed_hosts: Sequence[str] | None) -> tuple[Route,
 
 
 def _unreadable(template: Path) -> str | None:
-    if not template.is_file():
+    if not template.exists():
         return f"no such file: {str(template)!r}"
+    if not template.is_file():
+        return f"{str(template)!r} is not a file"
     try:
         with template.open("rb"):
             pass
@@ -412,7 +408,7 @@ def _problems(error: ValidationError) -> list[str]:
     return problems
 
 
-_ROUTE_KEYS = [field.alias or name for name, field in Route.model_fields.items()]
+_ROUTE_KEYS = [name.rstrip("_") for name in Route.model_fields]
 
 
 def captured_statuses(status_codes: frozenset[int], routes: Iterable[Route]) -> frozenset[int]:

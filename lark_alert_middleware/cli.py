@@ -29,7 +29,7 @@ from ._lark.webhook import LarkAnswer, LarkWebhook, Outcome, redact_url
 from ._pipeline.build import DEFAULT_SERVICE, build_pipeline, destination_of, routed_destinations, webhook_for
 from ._pipeline.fingerprint import default_fingerprint
 from ._records import HTTP, LEVELS, SOURCES, Destination, ErrorEvent, ExceptionText, RenderedCard
-from ._routes_config import Route, status_ranges
+from ._routes_config import Route, captured_statuses, status_ranges
 from ._sources.event_json import event_from_json
 from .preview import ShownCard, page_html
 
@@ -144,7 +144,7 @@ def _route_webhook_line(route: Route, allowed_hosts: tuple[str, ...]) -> tuple[s
         return "drops what it matches", None
     if route.webhook_url is None:
         return "posts to LARK_WEBHOOK_URL", None
-    shown, problem = _webhook_line(route.webhook_url.get_secret_value(), allowed_hosts)
+    shown, problem = _webhook_line(route.webhook_url, allowed_hosts)
     variable = route.webhook_url_env or "webhook_url"
     if problem:
         problem = f"LARK_ALERT_ROUTES: route {route.name!r}: {variable}: " + problem.split(": ", 1)[1]
@@ -238,7 +238,12 @@ def routes(arguments: argparse.Namespace) -> int:
         f"An error: {event.status_code or '-'} {event.method or '-'} {event.path or '-'} (route {route}), "
         f"source {event.source}, exception {event.exception_type or '-'}"
     )
-    _print_table([(f"{index}", verdict.route, verdict.reason) for index, verdict in enumerate(verdicts, 1)])
+    numbers = [str(index) for index in range(1, len(verdicts) + 1)]
+    if len(verdicts) > len(settings.routes):  # the default's, last
+        numbers[-1] = "-"
+    _print_table(
+        [(number, verdict.route, verdict.reason) for number, verdict in zip(numbers, verdicts, strict=True)]
+    )
     if not settings.routes:
         print("No routes are configured (LARK_ALERT_ROUTES): every error goes to the default destination.")
     names = [target.name for target in targets]
@@ -298,11 +303,12 @@ def _route_rows(settings: AlertSettings, destinations: list[Destination]) -> lis
         variable = route.webhook_url_env or ("webhook_url" if route.webhook_url else "LARK_WEBHOOK_URL")
         then = "continue" if route.continue_ else "stop"
         rows.append((str(index), route.name, match, then, *_delivery_columns(destination, window, variable)))
+    widened = captured_statuses(settings.status_codes, settings.routes) != settings.status_codes
     rows.append(
         (
             "-",
             "(default)",
-            "errors no route took",
+            "errors no route took" + (f", status={status_ranges(settings.status_codes)}" if widened else ""),
             "-",
             *_delivery_columns(destinations[0], settings.rate_limit, "LARK_WEBHOOK_URL"),
         )
@@ -324,6 +330,8 @@ def _delivery_columns(destination: Destination, window: int, variable: str) -> t
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
+    if not rows:
+        return
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

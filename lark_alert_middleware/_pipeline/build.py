@@ -52,9 +52,7 @@ def destination_of(settings: AlertSettings) -> Destination:
 def route_destination(route: Route, default: Destination, settings: AlertSettings) -> Destination:
     """Where a route's cards go: its own webhook, or the default one with its secret and keyword."""
     if route.has_own_webhook:
-        webhook_url = route.webhook_url.get_secret_value() if route.webhook_url else None
-        webhook_secret = route.webhook_secret.get_secret_value() if route.webhook_secret else None
-        keyword = route.keyword
+        webhook_url, webhook_secret, keyword = route.webhook_url, route.webhook_secret, route.keyword
     else:
         webhook_url, webhook_secret = default.webhook_url, default.webhook_secret
         keyword = route.keyword or default.keyword

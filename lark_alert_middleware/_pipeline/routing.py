@@ -196,7 +196,11 @@ class Router:
         errors none matched, which it alerts on if their status is in `default_statuses` (None: any)."""
         self._routes = [_CompiledRoute(route, target) for route, target in routes]
         self.default = default
-        self._default_filter = None if default_statuses is None else _status_filter(default_statuses, "in ")
+        self._default_filter = (
+            None
+            if default_statuses is None
+            else _status_filter(default_statuses, "in LARK_ALERT_STATUS_CODES ")
+        )
         self._only_default = (default,)
         self.longest_window = max(
             [default.window_seconds, *(route.target.window_seconds for route in self._routes if route.target)]
@@ -247,4 +251,8 @@ class Router:
             else:
                 verdicts.append(Verdict(route.name, True, "matches"))
                 ended_by = route.name
+        if self._routes and not any(verdict.matched for verdict in verdicts):
+            refusal = self._default_filter and self._default_filter(event, service, environment)
+            reason = f"no route took it, and {refusal}" if refusal else "no route took it"
+            verdicts.append(Verdict("(default)", not refusal, reason))
         return verdicts, self.targets(event, service, environment)

@@ -114,7 +114,7 @@ class LarkAlertMiddleware:
         if self._refusal is not None or self._mode is not Mode.OBSERVING:
             return self._refusal
         try:
-            self._pipeline.cards.check()
+            self._pipeline.check_cards()
         except ConfigurationError as error:
             return error
         return None
