@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -187,3 +188,29 @@ def test_check_renders_every_route_template(
     assert code == 1
     assert "problem: LARK_ALERT_ROUTES: route 'quiet': template: " in err
     assert "does not render a valid card" in err
+
+
+def test_the_readme_shows_what_lark_alert_routes_prints_for_its_example(
+    write_routes: WriteRoutes, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Routes: the right group for each error")[1].split("\n## ")[0]
+    example = section.split("```toml\n")[1].split("```")[0]
+    shown = section.split("```text\n")[1].split("```")[0]
+    path = write_routes(example)
+    (path.parent / "cards").mkdir()
+    (path.parent / "cards" / "compact.json.j2").write_text(
+        (REPO / "examples" / "compact_card.json.j2").read_text()
+    )
+    monkeypatch.chdir(path.parent)
+    monkeypatch.setenv("LARK_ALERT_ROUTES", path.name)
+    for variable in ("LARK_WEBHOOK_URL", "PAYMENTS_LARK_WEBHOOK", "ONCALL_LARK_WEBHOOK"):
+        monkeypatch.setenv(variable, "https://open.larksuite.com/open-apis/bot/v2/hook/t0k3n")
+    monkeypatch.setenv("PAYMENTS_LARK_SECRET", "s3cret")
+    for command in shown.split("$ lark-alert ")[1:]:
+        arguments, _, expected = command.partition("\n")
+        code, out, _ = run(capsys, *shlex.split(arguments))
+        assert code == 0
+        assert out.strip() == expected.strip(), (
+            "README.md's routes output is stale: paste `lark-alert routes`"
+        )
