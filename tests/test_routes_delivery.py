@@ -285,3 +285,19 @@ async def test_when_the_alerter_is_far_behind_the_request_path_folds_errors_into
     assert lark_groups.quiet.requests == []
     assert alerts_and_digested(lark_groups.on_call) == 550
     assert json.dumps(lark_groups.on_call.cards).count("/x/") >= 2  # cards and a digest with paths
+
+
+async def test_an_error_whose_fields_routes_cannot_read_still_reaches_the_default(
+    lark_groups: LarkGroups, write_routes: WriteRoutes
+) -> None:
+    routes = write_routes(
+        '[[route]]\nname = "payments-team"\nmatch = { labels.team = "payments" }\n'
+        'webhook_url_env = "PAYMENTS_LARK_WEBHOOK"\nwebhook_secret_env = "PAYMENTS_LARK_SECRET"\n'
+    )
+    pipeline = build_pipeline(load_settings(webhook_url=lark_groups.quiet.url, routes=routes))
+    hostile = ErrorEvent(timestamp=time.time(), source="relay", subject="disk full", labels=(("team", 7),))  # type: ignore[arg-type]
+    pipeline.report(hostile)
+    assert pipeline.flush(10)
+    [card] = lark_groups.quiet.cards
+    assert "disk full" in card_text(card)
+    assert lark_groups.payments.requests == []

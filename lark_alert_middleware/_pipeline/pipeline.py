@@ -167,7 +167,7 @@ class Pipeline:
             self._fold_here(fingerprint, event)
 
     def _fold_here(self, fingerprint: str, event: ErrorEvent) -> None:
-        targets = self.router.targets(event, self._service, self.settings.environment)
+        targets = self._targets(event)
         if not targets:
             self.counters.add("routed_away")
             background_loop.call_soon(self._finish_on_loop, 1)
@@ -310,12 +310,12 @@ class Pipeline:
     async def _consume(self, on_loop: _OnLoop) -> None:
         # What arrived meanwhile is claimed together: one Redis round trip for a burst.
         while batch := self._handoff.take(CLAIM_BATCH):
+            routed = self._routed(on_loop, batch)
             try:
-                routed = self._routed(on_loop, batch)
                 decisions = await self._claims(on_loop, routed)
             except Exception:
-                logger.exception("lark_alert_middleware: could not decide %d alerts", len(batch))
-                self._lost(on_loop, batch)
+                logger.exception("lark_alert_middleware: could not decide %d alerts", len(routed))
+                self._lost(on_loop, [work for work, _ in routed])
                 continue
             for (work, _), (claim, offers) in zip(routed, decisions, strict=True):
                 try:
@@ -327,9 +327,8 @@ class Pipeline:
     def _routed(self, on_loop: _OnLoop, batch: list[HandedOff]) -> list[tuple[HandedOff, Targets]]:
         """Each error with its destinations; those that go nowhere are counted and finished here."""
         routed = []
-        environment = self.settings.environment
         for work in batch:
-            targets = self.router.targets(work.event, self._service, environment)
+            targets = self._targets(work.event)
             if targets:
                 routed.append((work, targets))
             else:
@@ -337,6 +336,13 @@ class Pipeline:
                 self.counters.add("routed_away")
                 self._finished(on_loop, 1)
         return routed
+
+    def _targets(self, event: ErrorEvent) -> Targets:
+        try:
+            return self.router.targets(event, self._service, self.settings.environment)
+        except Exception:  # whatever an event holds, matching it must not silence it
+            logger.exception("lark_alert_middleware: could not match an error against the routes")
+            return (self.router.default,)
 
     async def _claims(
         self, on_loop: _OnLoop, routed: list[tuple[HandedOff, Targets]]
@@ -397,10 +403,10 @@ class Pipeline:
         if claim.remaining_seconds != self._window_seconds:  # routed to a window of another length
             self.windows.extend(work.fingerprint, time.monotonic() + claim.remaining_seconds)
         logger.debug("lark_alert_middleware: %s claimed; alerting", work.fingerprint)
-        # One unit of pending work per card: the hand-off counted one.
-        self._pending.add(len(offers) - 1)
         event = work.event.without_frames() if len(offers) > 1 else work.event
-        for target, repeats in offers:
+        for number, (target, repeats) in enumerate(offers):
+            if number:
+                self._pending.add()  # one unit of pending work per card: the hand-off counted the first
             on_loop.outboxes[target.index].offer(Alert(work.fingerprint, event, repeats))
 
     def _lost(self, on_loop: _OnLoop, batch: list[HandedOff]) -> None:
