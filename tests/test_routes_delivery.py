@@ -107,6 +107,7 @@ async def test_a_server_error_on_payments_reaches_payments_and_on_call(
     [to_payments] = lark_groups.payments.cards
     [to_on_call] = lark_groups.on_call.cards
     assert card_title(to_payments) == card_title(to_on_call) == "500 POST /payments/{payment_id}"
+    assert "· shop ·" in card_text(to_on_call)  # every route's cards name the service (the app's title)
     assert lark_groups.quiet.cards == []
     assert mentions(to_payments) == ["ou_3f1c2d9e"]  # its mention, on its cards only
     assert mentions(to_on_call) == []  # mention_after = 20: not on an ordinary card

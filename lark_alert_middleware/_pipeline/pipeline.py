@@ -209,7 +209,8 @@ class Pipeline:
         """The service's name, once the source knows it (the app's title, unless configured)."""
         if self.settings.service is None:
             self._service = name
-            self.cards.name_service(name)
+            for delivery in self.deliveries:
+                delivery.cards.name_service(name)
 
     def count_lost(self) -> None:
         """An error the source could not capture (logged there)."""
