@@ -104,6 +104,9 @@ Patterns = Annotated[tuple[str, ...], BeforeValidator(_patterns)]
 StatusCodes = Annotated[frozenset[int], BeforeValidator(_status_codes)]
 
 
+_GLOB_KEYS = ("method", "route", "path", "exception", "source", "logger", "level", "environment", "service")
+
+
 class RouteMatch(BaseModel):
     """What a route matches: every key given must match; a route without keys matches every error.
 
@@ -155,12 +158,10 @@ class RouteMatch(BaseModel):
         shown: list[tuple[str, str]] = []
         if self.status is not None:
             shown.append(("status", status_ranges(self.status)))
-        for key in ("method", "route", "path", "exception", "source", "logger", "level", "environment"):
+        for key in _GLOB_KEYS:
             patterns = getattr(self, key)
             if patterns is not None:
                 shown.append((key, ",".join(patterns)))
-        if self.service is not None:
-            shown.append(("service", ",".join(self.service)))
         shown.extend((f"labels.{name}", ",".join(patterns)) for name, patterns in self.labels)
         return shown
 
@@ -177,7 +178,7 @@ class Route(BaseModel):
     template are checked at start-up.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     match: RouteMatch = RouteMatch()
@@ -258,8 +259,9 @@ class Route(BaseModel):
                 sending.insert(0, "continue")
             if sending:
                 raise ValueError(f"{sending[0]}: a route with drop = true sends nothing; remove {sending[0]}")
-        has_webhook = self.webhook_url is not None or self.webhook_url_env is not None
-        if not has_webhook and (self.webhook_secret is not None or self.webhook_secret_env is not None):
+        if not self.has_own_webhook and (
+            self.webhook_secret is not None or self.webhook_secret_env is not None
+        ):
             key = "webhook_secret_env" if self.webhook_secret_env is not None else "webhook_secret"
             raise ValueError(
                 f"{key}: a secret belongs to a webhook; set webhook_url_env too (a route without a "
