@@ -243,7 +243,7 @@ class AlerterStats:
     accepted (or logged, without a webhook); retried: extra post attempts; failed: cards
     given up on, and cards sent without a part that could not be rendered (each named on the
     card and logged once per cause); coalesced: errors folded into a digest card; dropped:
-    errors lost.
+    errors lost; routed_away: errors the routes send nowhere (a `drop = true` route).
     """
 
     raised: int = 0
@@ -253,6 +253,7 @@ class AlerterStats:
     failed: int = 0
     coalesced: int = 0
     dropped: int = 0
+    routed_away: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -272,7 +273,9 @@ class MadeCard:
 class Destination:
     """Where cards go and how they look there: one Lark bot, or the log when it has no webhook.
 
-    Each destination has its own rate budget and digest (Lark limits every bot on its own).
+    Each destination has its own digest, and each bot its own rate budget (Lark limits every
+    bot on its own). With `mention_after`, its `mentions` are not on its ordinary cards: only
+    on the card that says the error happened that often in its window.
     """
 
     name: str
@@ -281,6 +284,7 @@ class Destination:
     keyword: str | None = None
     template: Path | None = None
     mentions: tuple[str, ...] = ()
+    mention_after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
