@@ -7,6 +7,7 @@ for tests), `preview` (cards as HTML) and `cli` (`lark-alert`). Everything else 
 from ._config import AlertSettings, ConfigurationError
 from ._pipeline.fingerprint import default_fingerprint
 from ._records import AlerterStats, CapturedBody, ErrorEvent
+from ._routes_config import Route
 from ._sources.asgi import LarkAlertMiddleware
 from ._sources.capture import capture_exception, capture_message, configure, report_errors
 from ._sources.logs import LarkAlertHandler
@@ -20,6 +21,7 @@ __all__ = [
     "ErrorEvent",
     "LarkAlertHandler",
     "LarkAlertMiddleware",
+    "Route",
     "__version__",
     "capture_exception",
     "capture_message",

@@ -6,7 +6,7 @@ import datetime as dt
 import ipaddress
 import logging
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ from typing_extensions import Unpack
 
 from ._lark.webhook import LARK_HOSTS
 from ._redis_url import is_sentinel_url, parse_sentinel_url, split_hosts
+from ._routes_config import Route, routes_from_setting
 
 
 def is_encodable(text: str) -> bool:
@@ -198,6 +199,14 @@ class AlertSettings(BaseSettings):
             )
         return value
 
+    # Routes (issue 17); last: their validation reads the fields above.
+    routes: Annotated[tuple[Route, ...], NoDecode] = Field((), validation_alias="LARK_ALERT_ROUTES")
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _routes_are_valid(cls, value: Any, info: ValidationInfo) -> tuple[Route, ...]:
+        return routes_from_setting(value, info.data.get("allowed_webhook_hosts"))
+
     @field_validator("allowed_webhook_hosts")
     @classmethod
     def _hosts_are_hostnames(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -217,19 +226,7 @@ class AlertSettings(BaseSettings):
         if value is None or not value.get_secret_value().strip():
             return None
         url = value.get_secret_value().strip()
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or not _httpx_accepts(url):
-            raise ValueError(
-                "must be an http(s) URL like https://open.larksuite.com/open-apis/bot/v2/hook/<token>"
-            )
-        allowed_hosts = info.data.get("allowed_webhook_hosts")  # absent when itself invalid (reported)
-        if allowed_hosts is not None and webhook_host_kind(url, allowed_hosts) is None:
-            host_and_port = parts.netloc.rpartition("@")[2]
-            raise ValueError(
-                f"{parts.scheme}://{host_and_port} is not https:// on a Lark or Feishu host "
-                f"({', '.join(LARK_HOSTS)}) nor a loopback test receiver; use the https:// webhook URL "
-                "from the bot's settings, or add the host to LARK_ALERT_ALLOWED_WEBHOOK_HOSTS for a relay"
-            )
+        check_webhook_url(url, info.data.get("allowed_webhook_hosts"))  # absent when itself invalid
         return SecretStr(url)
 
     @field_validator("webhook_secret", "redis_url")
@@ -374,6 +371,7 @@ class AlertOptions(TypedDict, total=False):
     recovery_after: int | None
     daily_summary: str | dt.time | None
     timezone: str
+    routes: str | Path | Iterable[Route | Mapping[str, Any]] | None
 
 
 def environment_variable(field_name: str) -> str:
@@ -394,7 +392,7 @@ def _describe(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return f"{name}: unknown option; known options are {', '.join(sorted(AlertSettings.model_fields))}"
     shown = error.get("input")
-    if isinstance(shown, SecretStr) or field_name in ("webhook_url", "webhook_secret", "redis_url"):
+    if isinstance(shown, SecretStr) or field_name in ("webhook_url", "webhook_secret", "redis_url", "routes"):
         return f"{name}: {message}"
     return f"{name}: {message} (got {shown!r})"
 
@@ -439,6 +437,22 @@ def webhook_host_kind(url: str, allowed_hosts: Collection[str]) -> WebhookHostKi
     if host == "localhost" or (address is not None and address.is_loopback):
         return "loopback"
     return "allowed" if host in allowed_hosts else None
+
+
+def check_webhook_url(url: str, allowed_hosts: Collection[str] | None) -> None:
+    """Raise ValueError saying why cards may not be posted to `url` (None: the hosts are unknown)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or not _httpx_accepts(url):
+        raise ValueError(
+            "must be an http(s) URL like https://open.larksuite.com/open-apis/bot/v2/hook/<token>"
+        )
+    if allowed_hosts is not None and webhook_host_kind(url, allowed_hosts) is None:
+        host_and_port = parts.netloc.rpartition("@")[2]
+        raise ValueError(
+            f"{parts.scheme}://{host_and_port} is not https:// on a Lark or Feishu host "
+            f"({', '.join(LARK_HOSTS)}) nor a loopback test receiver; use the https:// webhook URL "
+            "from the bot's settings, or add the host to LARK_ALERT_ALLOWED_WEBHOOK_HOSTS for a relay"
+        )
 
 
 def _ip_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

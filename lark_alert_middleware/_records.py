@@ -224,8 +224,8 @@ class ClaimRequest:
     """Claim the window of `key`, or, if it is taken, add `repeats_here` and this occurrence to its
     next alert's count.
 
-    `name` (what later cards call the error, cut short) and `severity` are remembered with it,
-    so that any replica can name it in a recovered card or the daily summary.
+    `name` (what later cards call the error, cut short), `severity` and `destinations` (where its
+    cards go) are remembered with it, so that any replica can send its recovered card.
     """
 
     key: str
@@ -233,6 +233,7 @@ class ClaimRequest:
     repeats_here: int
     name: str = ""
     severity: str = ""
+    destinations: tuple[int, ...] = ()  # places in the pipeline's list of destinations
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +251,7 @@ class Claim:
 class Thresholds:
     """Counts inside one window at which `destination` hears of an error again, each once, fleet-wide."""
 
-    destination: str
+    destination: int  # its place in the pipeline's list of destinations (0: the default)
     counts: tuple[int, ...]  # ascending, each at least 2 (1 is the window's first card)
 
 
@@ -270,10 +271,11 @@ class Crossing:
     of `destination`'s, and no caller was told so before."""
 
     key: str
-    destination: str
+    destination: int
     threshold: int
     count: int
     window_started_at: float
+    previous: int = 0  # the highest threshold announced in the window before this one (0: none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,9 +294,11 @@ class Escalation:
 class EscalationNotice:
     """The escalations one check found for one destination: they go out at once, on one card."""
 
-    destination: str
+    destination: int
     escalations: tuple[Escalation, ...]
     thresholds: tuple[int, ...]
+    # Whom the card mentions when the destination's own cards do not (a route's mention_after).
+    mentions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +323,7 @@ class Recovery:
     started_at: float  # the episode's first occurrence, after the previous quiet spell
     last_seen_at: float
     count: int  # occurrences in the episode
+    destinations: tuple[int, ...] = ()  # where its cards went (see ClaimRequest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,7 +414,7 @@ class AlerterStats:
     accepted (or logged, without a webhook); retried: extra post attempts; failed: cards
     given up on, and cards sent without a part that could not be rendered (each named on the
     card and logged once per cause); coalesced: errors folded into a digest card; dropped:
-    errors lost.
+    errors lost; routed_away: errors the routes send nowhere (a `drop = true` route).
     """
 
     raised: int = 0
@@ -419,6 +424,7 @@ class AlerterStats:
     failed: int = 0
     coalesced: int = 0
     dropped: int = 0
+    routed_away: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -438,7 +444,9 @@ class MadeCard:
 class Destination:
     """Where cards go and how they look there: one Lark bot, or the log when it has no webhook.
 
-    Each destination has its own rate budget and digest (Lark limits every bot on its own).
+    Each destination has its own digest, and each bot its own rate budget (Lark limits every
+    bot on its own). With `mention_after`, its `mentions` are not on its ordinary cards: only
+    on the card that says the error happened that often in its window.
     """
 
     name: str
@@ -447,6 +455,7 @@ class Destination:
     keyword: str | None = None
     template: Path | None = None
     mentions: tuple[str, ...] = ()
+    mention_after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

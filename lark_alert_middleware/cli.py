@@ -1,4 +1,4 @@
-"""The command line: `lark-alert check | send-test | preview` (also `python -m lark_alert_middleware`).
+"""The command line: `lark-alert check | send-test | preview | routes` (or `python -m lark_alert_middleware`).
 
 Every command reads the same environment variables as the middleware. Exit status: 0 all
 good, 1 a problem was found (and said in words), 2 the command was used wrongly.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import builtins
 import json
 import os
 import re
@@ -23,11 +24,13 @@ from ._card.maker import CardMaker
 from ._card.render import CARD_BUDGET
 from ._card.sample import KINDS
 from ._config import AlertSettings, ConfigurationError, load_settings, webhook_host_kind
+from ._lark.urls import safe_url
 from ._lark.webhook import LarkAnswer, LarkWebhook, Outcome, redact_url
-from ._pipeline.build import build_pipeline, destination_of, webhook_for
+from ._pipeline.build import DEFAULT_SERVICE, build_pipeline, destination_of, routed_destinations, webhook_for
 from ._pipeline.fingerprint import default_fingerprint
 from ._pipeline.redis_check import check_redis
-from ._records import HTTP, SOURCES, ErrorEvent, RenderedCard
+from ._records import HTTP, LEVELS, SOURCES, Destination, ErrorEvent, ExceptionText, RenderedCard
+from ._routes_config import Route, captured_statuses, status_ranges
 from ._sources.event_json import event_from_json
 from .preview import ShownCard, page_html
 
@@ -40,11 +43,13 @@ class Problem(Exception):
 
 
 def _card_maker(settings: AlertSettings, service_note: str = "") -> CardMaker:
-    """The card maker the middleware would use, its template checked the way the middleware checks it."""
-    cards = build_pipeline(settings).cards
+    """The card maker the middleware would use, its template checked the way the middleware checks it
+    (and every route's template too)."""
+    pipeline = build_pipeline(settings)
+    cards = pipeline.cards
     if service_note:
         cards.name_service(cards.settings.service + service_note)
-    cards.check()
+    pipeline.check_cards()
     return cards
 
 
@@ -102,6 +107,11 @@ def check(arguments: argparse.Namespace) -> int:
     lines.append(("LARK_ALERT_RATE_LIMIT", window))
     template = str(settings.template) if settings.template else "built-in"
     lines.append(("card template", f"{template}: a sample card is {sample.size:,} of {CARD_BUDGET:,} bytes"))
+    for route in settings.routes:
+        shown, problem = _route_webhook_line(route, settings.allowed_webhook_hosts)
+        lines.append((f"route {route.name}", shown))
+        if problem:
+            problems.append(problem)
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
         print(f"{name:<{width}}  {value}")
@@ -111,6 +121,19 @@ def check(arguments: argparse.Namespace) -> int:
         return PROBLEM
     print("configuration OK")
     return OK
+
+
+def _route_webhook_line(route: Route, allowed_hosts: tuple[str, ...]) -> tuple[str, str | None]:
+    if route.drop:
+        return "drops what it matches", None
+    if route.webhook_url is None:
+        return "posts to LARK_WEBHOOK_URL", None
+    shown, problem = _webhook_line(route.webhook_url, allowed_hosts)
+    variable = route.webhook_url_env or "webhook_url"
+    if problem:
+        problem = f"LARK_ALERT_ROUTES: route {route.name!r}: {variable}: " + problem.split(": ", 1)[1]
+    signed = " (signed)" if route.webhook_secret else ""
+    return f"posts to {variable}: {shown}{signed}", problem
 
 
 async def _post(webhook: LarkWebhook, card_json: str, timeout: float) -> LarkAnswer:
@@ -187,6 +210,119 @@ def _write_html(path: Path, rendered: RenderedCard) -> None:
         raise Problem(f"cannot write {path}: {error}") from None
 
 
+def routes(arguments: argparse.Namespace) -> int:
+    settings = load_settings()
+    destinations, router = routed_destinations(settings)
+    service = settings.service or DEFAULT_SERVICE
+    event = _routed_event(arguments)
+    if event is None:
+        _print_table(_route_rows(settings, destinations))
+        return OK
+    verdicts, targets = router.explain(event, service, settings.environment)
+    route = event.route or "<unmatched>"
+    print(
+        f"An error: {event.status_code or '-'} {event.method or '-'} {event.path or '-'} (route {route}), "
+        f"source {event.source}, exception {event.exception_type or '-'}"
+    )
+    numbers = [str(index) for index in range(1, len(verdicts) + 1)]
+    if len(verdicts) > len(settings.routes):  # the default's, last
+        numbers[-1] = "-"
+    _print_table(
+        [(number, verdict.route, verdict.reason) for number, verdict in zip(numbers, verdicts, strict=True)]
+    )
+    if not settings.routes:
+        print("No routes are configured (LARK_ALERT_ROUTES): every error goes to the default destination.")
+    names = [target.name for target in targets]
+    print(f"Cards go to: {', '.join(names)}" if names else "Cards go nowhere: the error is routed away.")
+    return OK
+
+
+def _routed_event(arguments: argparse.Namespace) -> ErrorEvent | None:
+    """The error the arguments describe, or None when they describe none."""
+    given = [arguments.status, arguments.method, arguments.path, arguments.route, arguments.exception]
+    given += [arguments.source, arguments.logger, arguments.level, arguments.label]
+    if all(value is None for value in given):
+        return None
+    exception: BaseException | None = None
+    exception_text = None
+    if arguments.exception:
+        kind = getattr(builtins, arguments.exception, None)
+        if isinstance(kind, type) and issubclass(kind, BaseException):
+            exception = kind.__new__(kind)  # a builtin's own: matched along its MRO
+        else:
+            exception_text = ExceptionText(arguments.exception, "", "")
+    labels = []
+    for label in arguments.label or []:
+        name, equals, value = label.partition("=")
+        if not equals:
+            raise Problem(f"--label {label}: write it as NAME=VALUE")
+        labels.append((name, value))
+    path = arguments.path or ""
+    return ErrorEvent(
+        timestamp=0.0,
+        method=(arguments.method or ("GET" if arguments.path or arguments.status else "")).upper(),
+        path=path,
+        route=arguments.route or path or None,
+        status_code=arguments.status or 0,
+        exception=exception,
+        exception_text=exception_text,
+        source=arguments.source or HTTP,
+        logger_name=arguments.logger,
+        level=arguments.level,
+        labels=tuple(labels),
+    )
+
+
+def _route_rows(settings: AlertSettings, destinations: list[Destination]) -> list[tuple[str, ...]]:
+    by_name = {destination.name: destination for destination in destinations[1:]}
+    rows: list[tuple[str, ...]] = [("#", "route", "match", "then", "window", "mention", "card", "posts to")]
+    for index, route in enumerate(settings.routes, start=1):
+        conditions = route.match.conditions()
+        if route.status_codes is not None:
+            conditions.append(("status_codes", status_ranges(route.status_codes)))
+        match = " ".join(f"{key}={value}" for key, value in conditions) or "(any error)"
+        if route.drop:
+            rows.append((str(index), route.name, match, "drop", "-", "-", "-", "-"))
+            continue
+        destination = by_name[route.name]
+        window = settings.rate_limit if route.rate_limit is None else route.rate_limit
+        variable = route.webhook_url_env or ("webhook_url" if route.webhook_url else "LARK_WEBHOOK_URL")
+        then = "continue" if route.continue_ else "stop"
+        rows.append((str(index), route.name, match, then, *_delivery_columns(destination, window, variable)))
+    widened = captured_statuses(settings.status_codes, settings.routes) != settings.status_codes
+    rows.append(
+        (
+            "-",
+            "(default)",
+            "errors no route took" + (f", status={status_ranges(settings.status_codes)}" if widened else ""),
+            "-",
+            *_delivery_columns(destinations[0], settings.rate_limit, "LARK_WEBHOOK_URL"),
+        )
+    )
+    return rows
+
+
+def _delivery_columns(destination: Destination, window: int, variable: str) -> tuple[str, str, str, str]:
+    mention = ",".join(destination.mentions) or "-"
+    if destination.mention_after is not None:
+        mention += f" (after {destination.mention_after})"
+    card = os.path.relpath(destination.template) if destination.template else "built-in"
+    if destination.webhook_url is None:
+        posts_to = "the log (LARK_WEBHOOK_URL is not set)"
+    else:
+        signed = " (signed)" if destination.webhook_secret else ""
+        posts_to = f"{variable}: {safe_url(destination.webhook_url, webhook=True)}{signed}"
+    return (f"{window} s" if window else "off", mention, card, posts_to)
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    if not rows:
+        return
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lark-alert",
@@ -217,6 +353,20 @@ def _parser() -> argparse.ArgumentParser:
         help="a sample of this kind of card instead: an error's first card when it is new, back "
         "or repeated, an escalation, a recovered card or the daily summary",
     )
+    table = command(
+        "routes",
+        routes,
+        "print the routes (LARK_ALERT_ROUTES); with an error's details, say which routes match it and why",
+    )
+    table.add_argument("--status", type=int, help="the response status, e.g. 500")
+    table.add_argument("--method", help="the request method, e.g. POST (default GET)")
+    table.add_argument("--path", help="the request path, e.g. /payments/7")
+    table.add_argument("--route", help="the route template, e.g. /payments/{id} (default: the path)")
+    table.add_argument("--exception", metavar="TYPE", help="the exception's type, e.g. KeyError")
+    table.add_argument("--source", choices=SOURCES, help="where the error was seen (default http)")
+    table.add_argument("--logger", help="a log record's logger name")
+    table.add_argument("--level", choices=LEVELS, help="the error's level")
+    table.add_argument("--label", action="append", metavar="NAME=VALUE", help="a relayed alert's label")
     return parser
 
 

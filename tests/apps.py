@@ -116,3 +116,19 @@ def beyond_requests_app(**options: Any) -> FastAPI:
 
     app.add_middleware(LarkAlertMiddleware, **options)
     return app
+
+
+def shop_app(**options: Any) -> FastAPI:
+    """Payments and orders that answer with the status asked for (`?status=`), for routing tests."""
+    app = FastAPI(title="shop")
+
+    @app.post("/payments/{payment_id}")
+    async def pay(payment_id: int, status: int = 500) -> PlainTextResponse:
+        return PlainTextResponse("payment failed", status_code=status)
+
+    @app.post("/orders/{order_id}")
+    async def order(order_id: int, status: int = 422) -> PlainTextResponse:
+        return PlainTextResponse("order refused", status_code=status)
+
+    app.add_middleware(LarkAlertMiddleware, **options)
+    return app

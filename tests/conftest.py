@@ -8,11 +8,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import textwrap
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +26,7 @@ from lark_alert_middleware import LarkAlertMiddleware
 from lark_alert_middleware._pipeline.dedup import DedupStore, InProcessDedupStore, RedisDedupStore
 from lark_alert_middleware._pipeline.memory import Memory
 from lark_alert_middleware._pipeline.redis_keys import claim_keys
+from lark_alert_middleware.testing import LarkReceiver
 
 SHARED_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -253,3 +256,43 @@ def root_logger() -> Iterator[Any]:
     yield root
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture
+def write_routes(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a `LARK_ALERT_ROUTES` file (TOML text) into the test's own folder; returns its path."""
+
+    def write(text: str) -> Path:
+        path = tmp_path / "alert-routes.toml"
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    return write
+
+
+@dataclass
+class LarkGroups:
+    """Three Lark groups on loopback, each its own bot (own token, own rate limits)."""
+
+    payments: LarkReceiver  # signs: PAYMENTS_LARK_WEBHOOK, PAYMENTS_LARK_SECRET
+    on_call: LarkReceiver  # ONCALL_LARK_WEBHOOK
+    quiet: LarkReceiver  # the default: LARK_WEBHOOK_URL, given to the middleware
+
+    def all(self) -> list[LarkReceiver]:
+        return [self.payments, self.on_call, self.quiet]
+
+
+@pytest.fixture
+def lark_groups(
+    make_lark_receiver: Callable[..., LarkReceiver], monkeypatch: pytest.MonkeyPatch
+) -> LarkGroups:
+    """Three receivers, the webhooks of the routes in the environment as a routes file names them."""
+    groups = LarkGroups(
+        payments=make_lark_receiver(token="payments-token", secret="payments-secret"),
+        on_call=make_lark_receiver(token="on-call-token"),
+        quiet=make_lark_receiver(token="quiet-token"),
+    )
+    monkeypatch.setenv("PAYMENTS_LARK_WEBHOOK", groups.payments.url)
+    monkeypatch.setenv("PAYMENTS_LARK_SECRET", "payments-secret")
+    monkeypatch.setenv("ONCALL_LARK_WEBHOOK", groups.on_call.url)
+    return groups

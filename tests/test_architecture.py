@@ -12,7 +12,7 @@ PACKAGE = Path(lark_alert_middleware.__file__).parent
 LAYERS = [
     {"_version", "_records", "_stats", "_secret_names", "_redis_url"},
     {"_lark"},
-    {"_config"},
+    {"_config", "_routes_config"},
     {"_card"},
     {"_pipeline"},
     {"_sources"},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -11,12 +13,20 @@ from lark_alert_middleware._config import load_settings
 from lark_alert_middleware._records import ClaimRequest, RepeatCount, Thresholds
 from lark_alert_middleware.testing import LarkReceiver
 
-from .apps import failing_app
-from .conftest import StoreFactory, card_full_title, client_for, end_window, shown_text
+from .apps import failing_app, shop_app
+from .conftest import (
+    LarkGroups,
+    StoreFactory,
+    card_full_title,
+    card_text,
+    client_for,
+    end_window,
+    shown_text,
+)
 
 pytestmark = pytest.mark.anyio
 
-TEN_AND_HUNDRED = (Thresholds("default", (10, 100)),)
+TEN_AND_HUNDRED = (Thresholds(0, (10, 100)),)
 
 
 def test_thresholds_are_read_sorted_and_an_empty_list_turns_escalation_off() -> None:
@@ -39,10 +49,12 @@ async def test_counts_of_two_replicas_add_up_and_each_threshold_is_announced_onc
     assert (await one.claim([ClaimRequest("k", 60, 0)], now=1000.0))[0].first
     assert await one.add_repeats([RepeatCount("k", 4, TEN_AND_HUNDRED)], now=1001.0) == []
     [crossing] = await two.add_repeats([RepeatCount("k", 5, TEN_AND_HUNDRED)], now=1002.0)
-    assert (crossing.destination, crossing.threshold, crossing.count) == ("default", 10, 10)
+    assert (crossing.destination, crossing.threshold, crossing.count, crossing.previous) == (0, 10, 10, 0)
     assert crossing.window_started_at == pytest.approx(1000.0)
     assert await one.add_repeats([RepeatCount("k", 3, TEN_AND_HUNDRED)], now=1003.0) == []
     assert await two.add_repeats([RepeatCount("k", 3, TEN_AND_HUNDRED)], now=1003.0) == []
+    [hundred] = await one.add_repeats([RepeatCount("k", 90, TEN_AND_HUNDRED)], now=1004.0)
+    assert (hundred.threshold, hundred.count, hundred.previous) == (100, 106, 10)
 
 
 async def test_a_count_that_jumps_past_several_thresholds_is_announced_once_at_the_highest(
@@ -51,7 +63,7 @@ async def test_a_count_that_jumps_past_several_thresholds_is_announced_once_at_t
     store = replicas()
     await store.claim([ClaimRequest("k", 60, 0)], now=1000.0)
     [crossing] = await store.add_repeats([RepeatCount("k", 149, TEN_AND_HUNDRED)], now=1004.0)
-    assert (crossing.threshold, crossing.count) == (100, 150)
+    assert (crossing.threshold, crossing.count, crossing.previous) == (100, 150, 0)
     assert await store.add_repeats([RepeatCount("k", 1, TEN_AND_HUNDRED)], now=1005.0) == []
 
 
@@ -76,9 +88,9 @@ async def test_repeats_handed_over_after_the_window_ended_cross_nothing(replicas
 async def test_each_destination_hears_of_its_own_thresholds(replicas: StoreFactory) -> None:
     store = replicas()
     await store.claim([ClaimRequest("k", 60, 0)], now=1000.0)
-    watched = (Thresholds("team", (10, 100)), Thresholds("oncall", (5,)))
+    watched = (Thresholds(0, (10, 100)), Thresholds(1, (5,)))
     crossings = await store.add_repeats([RepeatCount("k", 11, watched)], now=1001.0)
-    assert sorted((c.destination, c.threshold) for c in crossings) == [("oncall", 5), ("team", 10)]
+    assert sorted((c.destination, c.threshold) for c in crossings) == [(0, 10), (1, 5)]
     assert await store.add_repeats([RepeatCount("k", 1, watched)], now=1002.0) == []
 
 
@@ -106,3 +118,38 @@ async def test_an_app_posts_an_escalation_card_once_the_window_holds_a_threshold
     assert re.search(r"Now \*\*5 times in \d+ s\*\*, \d+ a (second|minute), since its card at ", text)
     assert "ValueError: bad value value" in text
     assert "escalation at 5 · 50 in a window" in text
+
+
+ROUTES = """
+    [[route]]
+    name = "payments"
+    match = { route = "/payments/*" }
+    webhook_url_env = "PAYMENTS_LARK_WEBHOOK"
+    webhook_secret_env = "PAYMENTS_LARK_SECRET"
+    continue = true
+
+    [[route]]
+    name = "on-call"
+    match = { status = "500-599" }
+    webhook_url_env = "ONCALL_LARK_WEBHOOK"
+    mention = ["all"]
+    mention_after = 4
+"""
+
+
+async def test_a_route_with_mention_after_mentions_its_people_once_the_window_holds_that_many(
+    lark_groups: LarkGroups, write_routes: Callable[[str], Path]
+) -> None:
+    app = shop_app(
+        webhook_url=lark_groups.quiet.url, routes=write_routes(ROUTES), escalate_at="", check_interval=0.1
+    )
+    async with client_for(app) as client:
+        for _ in range(4):
+            assert (await client.post("/payments/1")).status_code == 500
+        first, reached = lark_groups.on_call.wait_for_cards(2)
+    assert "<at id=" not in card_text(first)  # not on its ordinary cards
+    assert card_full_title(reached).startswith("🔴 📈 500 POST /payments/{payment_id}: now 4 times in ")
+    assert "<at id=all></at>" in card_text(reached)
+    assert "escalation at 4 in a window" in shown_text(reached)
+    [to_payments] = lark_groups.payments.wait_for_cards(1)  # no thresholds of its own: no escalation
+    assert "📈" not in card_full_title(to_payments)

@@ -54,7 +54,7 @@ escalations = st.builds(
 )
 notices: st.SearchStrategy[Notice] = st.one_of(
     st.builds(
-        lambda escalated: EscalationNotice("default", tuple(escalated), (10, 100)),
+        lambda escalated: EscalationNotice(0, tuple(escalated), (10, 100)),
         st.lists(escalations, min_size=1, max_size=30),
     ),
     st.builds(

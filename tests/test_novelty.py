@@ -94,6 +94,7 @@ async def test_redis_keeps_one_small_expiring_hash_per_error(redis_prefix: str) 
             "name": "GET /x 500",
             "severity": "error",
             "episode_total": "1",  # how often since the error was last quiet (for its recovered card)
+            "to": "",  # the destinations of its cards (for its recovered card)
         }
         assert 3590 < await client.ttl(seen) <= 3600
     finally:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import anyio
 import pytest
@@ -16,8 +17,16 @@ from lark_alert_middleware._pipeline.steward import InProcessSteward, RedisStewa
 from lark_alert_middleware._records import ClaimRequest, RepeatCount, Tracking
 from lark_alert_middleware.testing import LarkReceiver
 
-from .apps import failing_app
-from .conftest import QUICK_MEMORY, SHARED_REDIS_URL, card_full_title, client_for, end_window, shown_text
+from .apps import failing_app, shop_app
+from .conftest import (
+    QUICK_MEMORY,
+    SHARED_REDIS_URL,
+    LarkGroups,
+    card_full_title,
+    client_for,
+    end_window,
+    shown_text,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -130,3 +139,37 @@ async def test_the_fleet_tracks_a_bounded_number_of_errors_still_firing(
     recovered = await RedisSteward(redis_client, redis_prefix).recovered("fleet", 600, now=1619.5)
     assert [recovery.key for recovery in recovered] == ["e15", "e16", "e17", "e18", "e19"]  # the newest five
     assert await redis_client.zcard(f"{redis_prefix}{{fleet}}:firing") == 0
+
+
+ROUTES = """
+    [[route]]
+    name = "payments"
+    match = { route = "/payments/*" }
+    webhook_url_env = "PAYMENTS_LARK_WEBHOOK"
+    webhook_secret_env = "PAYMENTS_LARK_SECRET"
+"""
+
+
+async def test_a_recovered_card_goes_where_the_errors_cards_went(
+    lark_groups: LarkGroups, write_routes: Callable[[str], Path]
+) -> None:
+    app = shop_app(
+        webhook_url=lark_groups.quiet.url,
+        routes=write_routes(ROUTES),
+        recovery_after=1,
+        check_interval=0.1,
+        rate_limit=1,
+    )
+    async with client_for(app) as client:
+        assert (await client.post("/payments/1")).status_code == 500
+        assert (await client.post("/orders/1")).status_code == 422
+        payments = lark_groups.payments.wait_for_cards(2)
+        orders = lark_groups.quiet.wait_for_cards(2)
+    assert [card_full_title(card).split(": quiet")[0] for card in payments] == [
+        "🔴 🆕 500 POST /payments/{payment_id} · shop · production",
+        "🟢 500 POST /payments/{payment_id}",
+    ]
+    assert [card_full_title(card).split(": quiet")[0] for card in orders] == [
+        "🟠 🆕 422 POST /orders/{order_id} · shop · production",
+        "🟢 422 POST /orders/{order_id}",
+    ]

@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .._records import DailySummary, ErrorEvent, EscalationNotice, RecoveryNotice
+from .._records import ERROR_LEVELS, DailySummary, ErrorEvent, EscalationNotice, RecoveryNotice
 from . import spoken
 from .excerpt import printable
+from .markup import LarkText, mention_markup
 from .redact import Redactor
 from .view import (
     NO_MENTIONS,
@@ -66,7 +67,7 @@ def named_error(
     return NamedError(cut(subject, SUBJECT_CHARACTERS)[0], exception, example.severity, shown_fingerprint)
 
 
-def _header(card: CardSettings, title: str, severity: str, *, mention: bool) -> dict[str, Any]:
+def _header(card: CardSettings, title: str, severity: str, *, mentions: LarkText) -> dict[str, Any]:
     """What every notice card has: title, colour and icon, service, environment, keyword, mentions."""
     return {
         "title": title,
@@ -76,8 +77,16 @@ def _header(card: CardSettings, title: str, severity: str, *, mention: bool) -> 
         "service": card.service,
         "environment": card.environment,
         "keyword": card.keyword,
-        "mentions": card.mentions if mention else NO_MENTIONS,
+        "mentions": mentions,
     }
+
+
+def _escalation_mentions(notice: EscalationNotice, severity: str, card: CardSettings) -> LarkText:
+    """A route's people, on the card that says an error reached its `mention_after`; otherwise the
+    destination's own mentions, for errors (as on their first cards)."""
+    if notice.mentions:
+        return mention_markup(notice.mentions)
+    return card.mentions if severity in ERROR_LEVELS else NO_MENTIONS
 
 
 def escalation_variables(notice: EscalationNotice, redactor: Redactor, card: CardSettings) -> dict[str, Any]:
@@ -107,7 +116,7 @@ def escalation_variables(notice: EscalationNotice, redactor: Redactor, card: Car
     else:
         title = f"{len(notice.escalations)} errors escalating"
     return {
-        **_header(card, title, severity, mention=severity in ("critical", "error")),
+        **_header(card, title, severity, mentions=_escalation_mentions(notice, severity, card)),
         "lines": lines,
         "more": len(notice.escalations) - len(lines),
         "thresholds": " · ".join(spoken.count(threshold) for threshold in notice.thresholds),
@@ -135,7 +144,7 @@ def recovered_variables(notice: RecoveryNotice, redactor: Redactor, card: CardSe
     else:
         title = f"{len(notice.recoveries)} errors quiet again"
     return {
-        **_header(card, title, "resolved", mention=False),
+        **_header(card, title, "resolved", mentions=NO_MENTIONS),
         "lines": lines,
         "more": len(notice.recoveries) - len(lines),
     }
@@ -161,7 +170,7 @@ def summary_variables(summary: DailySummary, redactor: Redactor, card: CardSetti
 
     firing = sum(1 for line in summary.lines if line.firing)
     return {
-        **_header(card, f"Daily summary: {spoken.errors(summary.total)}", "info", mention=False),
+        **_header(card, f"Daily summary: {spoken.errors(summary.total)}", "info", mentions=NO_MENTIONS),
         "period": f"{local(summary.started_at)} to {local(summary.ended_at)} ({summary.timezone})",
         "total": spoken.count(summary.total),
         "kinds": spoken.count(summary.kinds),

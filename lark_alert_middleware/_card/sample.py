@@ -209,7 +209,7 @@ def sample_notice(kind: str) -> Notice:
     if kind == "escalation":
         example = dataclasses.replace(event.slim(), exception_text=ExceptionText(*SAMPLE_EXCEPTION, ""))
         escalation = Escalation(fingerprint, example, 1000, 1042, now - 241, now)
-        return EscalationNotice("default", (escalation,), (10, 100, 1000, 10000))
+        return EscalationNotice(0, (escalation,), (10, 100, 1000, 10000))
     if kind == "recovered":
         recovery = Recovery(
             "sample", "500 POST /orders/{order_id}/split", "error", now - 7380, now - 600, 1234

@@ -89,7 +89,7 @@ class _Entry:
     window_ends: float
     repeats: int
     last_alert_at: float | None
-    escalated: dict[str, int] | None = None  # the highest threshold announced per destination
+    escalated: dict[int, int] | None = None  # the highest threshold announced per destination
     remembered: Remembered | None = None
     firing: bool = False  # carded, and not yet found recovered
 
@@ -132,7 +132,7 @@ class InProcessDedupStore:
         if entry is None:
             self._make_room(now)
             entry = self._entries[request.key] = _Entry(0.0, 0, None)
-        claimed = (request.name, request.severity, occurrences)
+        claimed = (request.name, request.severity, occurrences, request.destinations)
         entry.remembered, history = remember(
             entry.remembered, self._memory, claimed, now, tracking.recovery_after
         )
@@ -167,10 +167,11 @@ class InProcessDedupStore:
         for thresholds in count.thresholds:
             reached = reached_threshold(thresholds.counts, in_window)
             announced = entry.escalated or {}
-            if reached > announced.get(thresholds.destination, 0):
+            before = announced.get(thresholds.destination, 0)
+            if reached > before:
                 entry.escalated = {**announced, thresholds.destination: reached}
                 crossings.append(
-                    Crossing(count.key, thresholds.destination, reached, in_window, window_started_at)
+                    Crossing(count.key, thresholds.destination, reached, in_window, window_started_at, before)
                 )
         return crossings
 
@@ -225,13 +226,14 @@ class InProcessDedupStore:
 # sent alongside, in the same round trip.
 # KEYS: window, repeat count, previous alert time, thresholds announced, memory (a hash).
 # ARGV: window seconds, now, repeats seen by the caller, history seconds, memory seconds,
-# regression seconds, the error's name (see ClaimRequest), severity, recovery seconds (0: off).
+# regression seconds, the error's name (see ClaimRequest), severity, recovery seconds (0: off),
+# destinations ("0,2").
 # A losing claim adds the caller's repeats and its own occurrence to the next alert's count.
 _CLAIM_SCRIPT = """
 local now, repeats_here = tonumber(ARGV[2]), tonumber(ARGV[3])
 local function remember(occurrences)
   redis.call('HSETNX', KEYS[5], 'first', ARGV[2])
-  redis.call('HSET', KEYS[5], 'last', ARGV[2], 'name', ARGV[7], 'severity', ARGV[8])
+  redis.call('HSET', KEYS[5], 'last', ARGV[2], 'name', ARGV[7], 'severity', ARGV[8], 'to', ARGV[10])
   local total = redis.call('HINCRBY', KEYS[5], 'total', occurrences)
   redis.call('HINCRBY', KEYS[5], 'episode_total', occurrences)
   redis.call('EXPIRE', KEYS[5], ARGV[5])
@@ -264,7 +266,8 @@ return {0, 0, '', redis.call('PTTL', KEYS[1])}
 # KEYS: window, repeat count, thresholds announced (a hash: destination -> highest announced),
 # memory. ARGV: repeats, history seconds, now, memory seconds, then each destination and its
 # ascending thresholds ("10,100"). Returns {} or {count in the window, window start,
-# destination, threshold, ...} for the thresholds crossed that no caller was told of before.
+# destination, threshold, the one announced before, ...} for the thresholds crossed that no
+# caller was told of before.
 _REPEATS_SCRIPT = """
 local repeats = redis.call('INCRBY', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -284,10 +287,12 @@ for i = 5, #ARGV - 1, 2 do
   for threshold in string.gmatch(ARGV[i + 1], '%d+') do
     if tonumber(threshold) <= count then reached = tonumber(threshold) end
   end
-  if reached > tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0') then
+  local before = tonumber(redis.call('HGET', KEYS[3], ARGV[i]) or '0')
+  if reached > before then
     redis.call('HSET', KEYS[3], ARGV[i], reached)
     answer[#answer + 1] = ARGV[i]
     answer[#answer + 1] = reached
+    answer[#answer + 1] = before
   end
 end
 if #answer > 2 then
@@ -348,6 +353,7 @@ class RedisDedupStore:
                     request.name,
                     request.severity,
                     tracking.recovery_after,
+                    ",".join(map(str, request.destinations)),
                 ],
             )
             for request in requests
@@ -440,7 +446,7 @@ def _day_kept_seconds(due: float, now: float) -> int:
 def _threshold_arguments(thresholds: Sequence[Thresholds]) -> list[str]:
     arguments = []
     for each in thresholds:
-        arguments += [each.destination, ",".join(map(str, each.counts))]
+        arguments += [str(each.destination), ",".join(map(str, each.counts))]
     return arguments
 
 
@@ -458,10 +464,10 @@ def _crossings_from(count: RepeatCount, reply: list[Any]) -> list[Crossing]:
     if not reply:
         return []
     in_window, started = int(reply[0]), float(reply[1])
-    pairs = reply[2:]
+    triples = reply[2:]
     return [
-        Crossing(count.key, _text(destination), int(threshold), in_window, started)
-        for destination, threshold in zip(pairs[::2], pairs[1::2], strict=True)
+        Crossing(count.key, int(destination), int(threshold), in_window, started, int(before))
+        for destination, threshold, before in zip(triples[::3], triples[1::3], triples[2::3], strict=True)
     ]
 
 

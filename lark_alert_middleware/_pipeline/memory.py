@@ -54,6 +54,7 @@ class Remembered:
     total: int = 0
     episode_started: float = 0.0
     episode_total: int = 0
+    destinations: tuple[int, ...] = ()
 
     def seen(self, occurrences: int, now: float) -> None:
         self.total += occurrences
@@ -62,22 +63,28 @@ class Remembered:
 
     def recovery(self, key: str) -> Recovery:
         return Recovery(
-            key, self.name, self.severity, self.episode_started, self.last_seen, self.episode_total
+            key,
+            self.name,
+            self.severity,
+            self.episode_started,
+            self.last_seen,
+            self.episode_total,
+            self.destinations,
         )
 
 
 def remember(
     remembered: Remembered | None,
     memory: Memory,
-    claimed: tuple[str, str, int],
+    claimed: tuple[str, str, int, tuple[int, ...]],
     now: float,
     recovery_after: int = 0,
 ) -> tuple[Remembered, History]:
     """The memory of an error whose window is claimed now, and the history its card shows.
 
-    `claimed` is the error's name, its severity and the occurrences it counts.
+    `claimed` is the error's name, its severity, the occurrences it counts and its destinations.
     """
-    name, severity, occurrences = claimed
+    name, severity, occurrences, destinations = claimed
     last_seen = remembered.last_seen if remembered is not None else None
     novelty = memory.novelty(last_seen, now)
     if remembered is None or novelty == NEW:
@@ -89,5 +96,6 @@ def remember(
         remembered.episode_started, remembered.episode_total = now, 0
     first_seen = None if novelty == NEW else remembered.first_seen
     remembered.name, remembered.severity = name or remembered.name, severity
+    remembered.destinations = destinations or remembered.destinations
     remembered.seen(occurrences, now)
     return remembered, History(novelty, last_seen, first_seen, remembered.total)

@@ -22,9 +22,9 @@ class PendingWork:
     def count(self) -> int:
         return self._count
 
-    def add(self) -> None:
+    def add(self, units: int = 1) -> None:
         with self._changed:
-            self._count += 1
+            self._count += units
 
     def finish(self, units: int) -> bool:
         """On the alerter loop: `units` are done; True if none is left."""

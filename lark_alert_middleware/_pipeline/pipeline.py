@@ -6,11 +6,12 @@ A source talks to it through a few methods and nothing else: `count_if_reported(
 source that keeps nothing between errors), `fingerprint_of(event)` (the configured grouping
 rule), `name_service(name)` and `count_lost()`. All of them take microseconds on the calling
 thread. Everything else runs on the alerter thread (`loop.py`): one
-consumer takes what was handed off, claims each error's window in the dedup store (one Redis
-round trip for a burst) and offers the alerts it won to the outbox; every check interval, the
-repeats counted on the request path are handed to the store, which says which escalation
-thresholds they crossed fleet-wide, and the fleet's steward (`steward.py`), if this process is
-it, sweeps for recovered errors and sends the daily summary when it is due.
+consumer takes what was handed off, routes each error (`routing.py`), claims its window in the
+dedup store (one Redis round trip for a burst) and offers the alerts it won to the outboxes of
+its destinations; every check interval, the repeats counted on the request path are handed to
+the store, which says which escalation thresholds they crossed fleet-wide, and the fleet's
+steward (`steward.py`), if this process is it, sweeps for recovered errors and sends the daily
+summary when it is due.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import enum
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from time import monotonic
@@ -30,18 +31,20 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from .._card.maker import CardMaker
-from .._config import AlertSettings
+from .._config import AlertSettings, ConfigurationError
 from .._records import (
     Alert,
     AlerterStats,
     Claim,
     ClaimRequest,
     Crossing,
+    Destination,
     ErrorEvent,
     Escalation,
     EscalationNotice,
     HandedOff,
     Notice,
+    Recovery,
     RecoveryNotice,
     RepeatCount,
     Repeats,
@@ -60,6 +63,7 @@ from .memory import remembered_name
 from .outbox import Outbox
 from .pending import PendingWork
 from .room import make_room
+from .routing import Router, Target, Targets, route_dedup_key
 from .schedule import DailySchedule
 from .steward import Steward
 from .windows import KnownError, SuppressionWindows, Tally
@@ -78,11 +82,21 @@ CUSTOM_FINGERPRINT_CHARACTERS = 1000
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """A destination and its parts that live outside the alerter loop: card maker and digest."""
+
+    destination: Destination
+    cards: CardMaker
+    digest: Digest
+
+
+@dataclass(frozen=True, slots=True)
 class LoopParts:
-    """What the pipeline uses on the alerter loop, made there (its clients belong to that loop)."""
+    """What the pipeline uses on the alerter loop, made there (its clients belong to that loop):
+    the dedup store and one outbox per delivery, in the same order."""
 
     store: DedupStore
-    outbox: Outbox
+    outboxes: tuple[Outbox, ...]
     steward: Steward
 
 
@@ -97,7 +111,7 @@ class _OnLoop:
 
     def __init__(self, parts: LoopParts, pipeline: Pipeline) -> None:
         self.store = parts.store
-        self.outbox = parts.outbox
+        self.outboxes = parts.outboxes
         self.steward = parts.steward
         self.consumer: asyncio.Task[None] | None = None
         self.checker = asyncio.get_running_loop().create_task(pipeline.check_forever(self))
@@ -110,8 +124,8 @@ class Pipeline:
         self,
         settings: AlertSettings,
         *,
-        cards: CardMaker,
-        digest: Digest,
+        deliveries: Sequence[Delivery],
+        router: Router,
         windows: SuppressionWindows,
         counters: Counters,
         pending: PendingWork,
@@ -122,18 +136,24 @@ class Pipeline:
         self.settings = settings
         self.custom_fingerprint = fingerprint
         self.shutdown_timeout = settings.shutdown_timeout
-        self.cards = cards
-        self.digest = digest
+        self.deliveries = tuple(deliveries)
+        self.router = router
+        # The default destination's (the only one without routes).
+        self.cards = deliveries[0].cards
+        self.digest = deliveries[0].digest
         # The request path's dedup check: repeats counted in open windows (none opens with dedup off).
         self.windows = windows
         self.counters = counters
         self._pending = pending
-        self._service = cards.settings.service
-        self._window_seconds = settings.rate_limit
+        self._service = self.cards.settings.service
+        # The window the request path opens for an error until its claim says how long it is.
+        self._window_seconds = settings.rate_limit or router.longest_window
         self._all_repeats = windows.all_repeats
         # Escalation: the counts inside a window each destination wants to hear of an error at.
-        self.thresholds = thresholds
-        self._examples: dict[str, ErrorEvent] = {}
+        self._thresholds = {each.destination: each for each in thresholds}
+        self._escalating = bool(thresholds)
+        # Each error's latest occurrence (slim) and its destinations, while escalation is on.
+        self._examples: dict[str, tuple[ErrorEvent, tuple[int, ...]]] = {}
         self._schedule = None
         if settings.daily_summary is not None:
             self._schedule = DailySchedule(settings.daily_summary, ZoneInfo(settings.timezone))
@@ -178,10 +198,20 @@ class Pipeline:
         next(self._submitted.steps)
         self._pending.add()
         if not self._handoff.put(HandedOff(fingerprint, event, repeats_here)):
-            # The alerter is far behind: count the error into the digest right here.
-            self.counters.add("coalesced")
-            if self.digest.add(fingerprint, event):
-                background_loop.call_soon(self._wake_outbox)
+            # The alerter is far behind: count the error into its destinations' digests right here.
+            self._fold_here(fingerprint, event)
+
+    def _fold_here(self, fingerprint: str, event: ErrorEvent) -> None:
+        targets = self._targets(event)
+        if not targets:
+            self.counters.add("routed_away")
+            background_loop.call_soon(self._finish_on_loop, 1)
+            return
+        self.counters.add("coalesced")
+        self._pending.add(len(targets) - 1)
+        for target in targets:
+            if self.deliveries[target.index].digest.add(fingerprint, event):
+                background_loop.call_soon(self._wake_outbox, target.index)
 
     def report(self, event: ErrorEvent) -> None:
         """Hand over an error unless it is already reported in its window (then it is counted).
@@ -214,7 +244,8 @@ class Pipeline:
         """The service's name, once the source knows it (the app's title, unless configured)."""
         if self.settings.service is None:
             self._service = name
-            self.cards.name_service(name)
+            for delivery in self.deliveries:
+                delivery.cards.name_service(name)
 
     def count_lost(self) -> None:
         """An error the source could not capture (logged there)."""
@@ -229,13 +260,25 @@ class Pipeline:
         return background_loop.submit(self._warm_up())
 
     async def _warm_up(self) -> None:
-        self.cards.check()
+        self.check_cards()
         on_loop = self._on_loop.get()
         shared_clients.http()  # imports the HTTP stack and loads the CA certificates
         await anyio.lowlevel.checkpoint()  # imports anyio's asyncio backend, which httpx connects with
         if isinstance(on_loop.store, FallbackDedupStore):
             # A claim on a key no error can have: connects, loads the script, checks Redis works.
             await on_loop.store.claim([ClaimRequest(dedup_key("", "", "warm-up"), 1, 0)], time.time())
+
+    def check_cards(self) -> None:
+        """Load every destination's template and render the sample alert with it; ConfigurationError
+        naming the route whose template cannot make a card."""
+        self.cards.check()
+        for delivery in self.deliveries[1:]:
+            try:
+                delivery.cards.check()
+            except ConfigurationError as error:
+                problem = str(error).removeprefix("LARK_ALERT_TEMPLATE (template=): ")
+                name = delivery.destination.name
+                raise ConfigurationError(f"LARK_ALERT_ROUTES: route {name!r}: template: {problem}") from None
 
     def stats(self) -> AlerterStats:
         """What the pipeline did so far; repeats counted on the request path are added in here."""
@@ -273,9 +316,9 @@ class Pipeline:
         stats = self.stats()
         if stats.raised:
             level = logging.WARNING if stats.failed or stats.dropped else logging.INFO
-            logger.log(
-                level, "lark_alert_middleware: %s", ", ".join(f"{k} {v}" for k, v in stats.as_dict().items())
-            )
+            # routed_away only where routes drop errors: without routes, the line reads as it always did.
+            counts = [f"{k} {v}" for k, v in stats.as_dict().items() if v or k != "routed_away"]
+            logger.log(level, "lark_alert_middleware: %s", ", ".join(counts))
 
     def forget_after_fork(self) -> None:
         """In a forked child: what was under way is the parent's to deliver; locks start unheld.
@@ -286,7 +329,8 @@ class Pipeline:
         self._handoff.forget_after_fork()
         self._pending.forget_after_fork()
         self.counters.reset()
-        self.digest.forget_after_fork()
+        for delivery in self.deliveries:
+            delivery.digest.forget_after_fork()
         self.windows.forget_after_fork()
 
     # -- the alerter thread ------------------------------------------------------------------
@@ -295,40 +339,103 @@ class Pipeline:
         if on_loop.consumer is None or on_loop.consumer.done():
             on_loop.consumer = asyncio.get_running_loop().create_task(self._consume(on_loop))
 
-    def _wake_outbox(self) -> None:
-        self._on_loop.get().outbox.wake()
+    def _wake_outbox(self, index: int) -> None:
+        self._on_loop.get().outboxes[index].wake()
+
+    def _finish_on_loop(self, units: int) -> None:
+        self._finished(self._on_loop.get(), units)
 
     async def _consume(self, on_loop: _OnLoop) -> None:
         # What arrived meanwhile is claimed together: one Redis round trip for a burst.
         while batch := self._handoff.take(CLAIM_BATCH):
+            routed = self._routed(on_loop, batch)
             try:
-                claims = await self._claims(on_loop, batch)
+                decisions = await self._claims(on_loop, routed)
             except Exception:
-                logger.exception("lark_alert_middleware: could not decide %d alerts", len(batch))
-                self._lost(on_loop, batch)
+                logger.exception("lark_alert_middleware: could not decide %d alerts", len(routed))
+                self._lost(on_loop, [work for work, _ in routed])
                 continue
-            for work, claim in zip(batch, claims, strict=True):
+            for (work, targets), (claim, offers) in zip(routed, decisions, strict=True):
                 try:
-                    self._decide(on_loop, work, claim)
+                    if self._escalating:
+                        self._keep_example(work.fingerprint, work.event, targets)
+                    self._decide(on_loop, work, claim, offers)
                 except Exception:
                     logger.exception("lark_alert_middleware: could not queue %s's alert", work.fingerprint)
                     self._lost(on_loop, [work])
 
-    async def _claims(self, on_loop: _OnLoop, batch: list[HandedOff]) -> list[Claim]:
-        if not self._window_seconds:
-            return [Claim(True, 0.0) for _ in batch]
+    def _routed(self, on_loop: _OnLoop, batch: list[HandedOff]) -> list[tuple[HandedOff, Targets]]:
+        """Each error with its destinations; those that go nowhere are counted and finished here."""
+        routed = []
+        for work in batch:
+            targets = self._targets(work.event)
+            if targets:
+                routed.append((work, targets))
+            else:
+                logger.debug("lark_alert_middleware: %s goes to no destination", work.fingerprint)
+                self.counters.add("routed_away")
+                self._finished(on_loop, 1)
+        return routed
+
+    def _targets(self, event: ErrorEvent) -> Targets:
+        try:
+            return self.router.targets(event, self._service, self.settings.environment)
+        except Exception:  # whatever an event holds, matching it must not silence it
+            logger.exception("lark_alert_middleware: could not match an error against the routes")
+            return (self.router.default,)
+
+    async def _claims(
+        self, on_loop: _OnLoop, routed: list[tuple[HandedOff, Targets]]
+    ) -> list[tuple[Claim, list[tuple[Target, Repeats]]]]:
+        """Each error's claim, and the destinations it is offered to with the repeats their card shows.
+
+        One claim per error, for its destinations' shortest window; a destination with a longer
+        window is claimed in its own key once the error's claim is won (see `routing.py`).
+        """
         environment = self.settings.environment
+        keys = [dedup_key(self._service, environment, work.fingerprint) for work, _ in routed]
+        shortest = [min(target.window_seconds for target in targets) for _, targets in routed]
         requests = [
             ClaimRequest(
-                dedup_key(self._service, environment, work.fingerprint),
-                self._window_seconds,
+                key,
+                window,
                 work.repeats_here,
                 remembered_name(work.event, work.fingerprint),
                 work.event.severity,
+                tuple(target.index for target in targets),
             )
-            for work in batch
+            for key, window, (work, targets) in zip(keys, shortest, routed, strict=True)
+            if window
         ]
-        return await on_loop.store.claim(requests, time.time(), self._tracking())
+        tracking = self._tracking()
+        answers = iter(await on_loop.store.claim(requests, time.time(), tracking) if requests else [])
+        claims = [next(answers) if window else Claim(True, 0.0) for window in shortest]
+        longer = [
+            (index, target)
+            for index, ((_, targets), claim) in enumerate(zip(routed, claims, strict=True))
+            if claim.first
+            for target in targets
+            if target.window_seconds > shortest[index]
+        ]
+        # Repeats: the won claim's; a claim that loses also counts the occurrence it was made for.
+        own_claims = [
+            ClaimRequest(route_dedup_key(keys[index], target), target.window_seconds, claims[index].repeats)
+            for index, target in longer
+        ]
+        own_answers = dict(
+            zip(longer, await on_loop.store.claim(own_claims, time.time()) if own_claims else [], strict=True)
+        )
+        decisions = []
+        for index, ((_, targets), claim) in enumerate(zip(routed, claims, strict=True)):
+            offers = []
+            for target in targets if claim.first else ():
+                own = own_answers.get((index, target))
+                if own is None:
+                    offers.append((target, Repeats(claim.repeats, claim.previous_alert_at)))
+                elif own.first:
+                    offers.append((target, Repeats(own.repeats, own.previous_alert_at)))
+            decisions.append((claim, offers))
+        return decisions
 
     def _tracking(self) -> Tracking:
         summary_due = self._schedule.due_after(time.time()) if self._schedule is not None else 0.0
@@ -338,21 +445,23 @@ class Pipeline:
             summary_due,
         )
 
-    def _decide(self, on_loop: _OnLoop, work: HandedOff, claim: Claim) -> None:
-        if self.thresholds:
-            self._keep_example(work.fingerprint, work.event)
+    def _decide(
+        self, on_loop: _OnLoop, work: HandedOff, claim: Claim, offers: list[tuple[Target, Repeats]]
+    ) -> None:
         if not claim.first:
             self.windows.extend(work.fingerprint, time.monotonic() + claim.remaining_seconds)
             self.counters.add("deduplicated")
             logger.debug("lark_alert_middleware: %s already reported in this window", work.fingerprint)
             self._finished(on_loop, 1)
             return
+        if claim.remaining_seconds != self._window_seconds:  # routed to a window of another length
+            self.windows.extend(work.fingerprint, time.monotonic() + claim.remaining_seconds)
         logger.debug("lark_alert_middleware: %s claimed; alerting", work.fingerprint)
-        on_loop.outbox.offer(
-            Alert(
-                work.fingerprint, work.event, Repeats(claim.repeats, claim.previous_alert_at), claim.history
-            )
-        )
+        event = work.event.without_frames() if len(offers) > 1 else work.event
+        for number, (target, repeats) in enumerate(offers):
+            if number:
+                self._pending.add()  # one unit of pending work per card: the hand-off counted the first
+            on_loop.outboxes[target.index].offer(Alert(work.fingerprint, event, repeats, claim.history))
 
     def _lost(self, on_loop: _OnLoop, batch: list[HandedOff]) -> None:
         """Errors that could not be decided or queued: counted, and their next occurrence alerts."""
@@ -363,14 +472,22 @@ class Pipeline:
 
     def _finished(self, on_loop: _OnLoop, units: int) -> None:
         if self._pending.finish(units):
-            on_loop.outbox.drained()
+            for outbox in on_loop.outboxes:
+                outbox.drained()
 
-    def _keep_example(self, fingerprint: str, event: ErrorEvent) -> None:
+    def _keep_example(self, fingerprint: str, event: ErrorEvent, targets: Targets) -> None:
+        """The error's latest occurrence, slim, to name it on an escalation card, and where it goes."""
         examples = self._examples
         examples.pop(fingerprint, None)  # the latest last: the oldest are dropped first
         if len(examples) >= EXAMPLES_KEPT:
             make_room(examples, EXAMPLES_KEPT, lambda _: False, examples.__delitem__)
-        examples[fingerprint] = event.slim()
+        examples[fingerprint] = (event.slim(), tuple(target.index for target in targets))
+
+    def _thresholds_of(self, fingerprint: str) -> tuple[Thresholds, ...]:
+        """The thresholds of the error's destinations (the default's, if it was forgotten)."""
+        known = self._examples.get(fingerprint)
+        destinations = known[1] if known is not None else (0,)
+        return tuple(self._thresholds[index] for index in destinations if index in self._thresholds)
 
     async def check_forever(self, on_loop: _OnLoop) -> None:
         """Every check interval: hand the repeats counted here to the store, so that whichever
@@ -395,7 +512,7 @@ class Pipeline:
             return
         environment = self.settings.environment
         fingerprints = {dedup_key(self._service, environment, fp): fp for fp in repeats}
-        counts = [RepeatCount(key, repeats[fp], self.thresholds) for key, fp in fingerprints.items()]
+        counts = [RepeatCount(key, repeats[fp], self._thresholds_of(fp)) for key, fp in fingerprints.items()]
         now = time.time()
         crossings = await on_loop.store.add_repeats(counts, now, tracking)
         if crossings:
@@ -415,9 +532,13 @@ class Pipeline:
     async def _sweep(self, on_loop: _OnLoop, tracking: Tracking) -> None:
         now = time.time()
         recoveries = await on_loop.steward.recovered(tracking.fleet, tracking.recovery_after, now)
-        if recoveries:
-            recoveries.sort(key=lambda recovery: -recovery.count)
-            self._notify(on_loop, RecoveryNotice(tuple(recoveries), now))
+        by_destination: dict[int, list[Recovery]] = defaultdict(list)
+        for recovery in sorted(recoveries, key=lambda recovery: -recovery.count):
+            # Where its cards went (the default, if that was not remembered).
+            for index in recovery.destinations or (0,):
+                by_destination[index if index < len(self.deliveries) else 0].append(recovery)
+        for index, recovered in by_destination.items():
+            self._notify(on_loop, RecoveryNotice(tuple(recovered), now), index)
 
     async def _summarise(self, on_loop: _OnLoop, tracking: Tracking, schedule: DailySchedule) -> None:
         """Say the fleet counts the current period; send the latest one due, if it is ours to send."""
@@ -427,34 +548,40 @@ class Pipeline:
         firing_since = now - (tracking.recovery_after or FIRING_SECONDS)
         summary = await on_loop.steward.summary(tracking.fleet, (schedule.previous(due), due), firing_since)
         if summary is not None:
-            self._notify(on_loop, replace(summary, timezone=self.settings.timezone))
+            self._notify(on_loop, replace(summary, timezone=self.settings.timezone), 0)
 
     def _escalate(
         self, on_loop: _OnLoop, crossings: list[Crossing], fingerprints: dict[str, str], now: float
     ) -> None:
-        """One card per destination for the thresholds one check found crossed."""
-        by_destination: dict[str, list[Escalation]] = defaultdict(list)
+        """One card per destination for the thresholds one check found crossed; a route with
+        `mention_after` mentions its people on the card that says the error reached it."""
+        by_destination: dict[int, list[Escalation]] = defaultdict(list)
+        mentioning: set[int] = set()
         for crossing in crossings:
             fingerprint = fingerprints[crossing.key]
+            known = self._examples.get(fingerprint)
             by_destination[crossing.destination].append(
                 Escalation(
                     fingerprint,
-                    self._examples.get(fingerprint),
+                    known[0] if known is not None else None,
                     crossing.threshold,
                     crossing.count,
                     crossing.window_started_at,
                     now,
                 )
             )
-        counts = {thresholds.destination: thresholds.counts for thresholds in self.thresholds}
-        for destination, escalations in by_destination.items():
+            mention_after = self.deliveries[crossing.destination].destination.mention_after
+            if mention_after is not None and crossing.previous < mention_after <= crossing.threshold:
+                mentioning.add(crossing.destination)
+        for index, escalations in by_destination.items():
             escalations.sort(key=lambda escalation: -escalation.count)
-            self._notify(
-                on_loop, EscalationNotice(destination, tuple(escalations), counts.get(destination, ()))
-            )
+            destination = self.deliveries[index].destination
+            mentions = destination.mentions if index in mentioning else ()
+            counts = self._thresholds[index].counts
+            self._notify(on_loop, EscalationNotice(index, tuple(escalations), counts, mentions), index)
 
-    def _notify(self, on_loop: _OnLoop, notice: Notice) -> None:
-        """Queue a card that is not about one new error, unless the app has shut down.
+    def _notify(self, on_loop: _OnLoop, notice: Notice, destination: int) -> None:
+        """Queue a card that is not about one new error for a destination, unless the app has shut down.
 
         Not pending work: flush() and shutdown do not wait for it, so that an app dropped by a
         test, whose notice may be posting to a receiver long gone, cannot hold the process's exit.
@@ -462,7 +589,7 @@ class Pipeline:
         if self._lifecycle is not Lifecycle.SERVING:
             logger.debug("lark_alert_middleware: the app has shut down; %s not sent", type(notice).__name__)
             return
-        on_loop.outbox.offer_notice(notice)
+        on_loop.outboxes[destination].offer_notice(notice)
 
     async def shutdown(self) -> None:
         """At exit, on the alerter thread: finish pending alerts within the timeout, log the counters.
@@ -475,13 +602,15 @@ class Pipeline:
         )
         if not settled:
             if on_loop is not None and self._pending.count:
-                on_loop.outbox.drain()
+                for outbox in on_loop.outboxes:
+                    outbox.drain()
                 if not await self._pending.until_none(self.shutdown_timeout):
                     self._give_up_at_shutdown()
             self.log_stats()
         self._lifecycle = Lifecycle.CLOSED
         if on_loop is not None:
-            on_loop.outbox.close()
+            for outbox in on_loop.outboxes:
+                outbox.close()
 
     def _give_up_at_shutdown(self) -> None:
         # Counted as dropped now: the process is about to end with them undelivered.

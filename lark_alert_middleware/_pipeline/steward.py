@@ -104,12 +104,12 @@ class RedisSteward:
             return []
         async with self._client.pipeline(transaction=False) as pipeline:
             for key in keys:
-                fields = ["name", "severity", "episode_started", "last", "episode_total"]
+                fields = ["name", "severity", "episode_started", "last", "episode_total", "to"]
                 pipeline.hmget(memory_key(self._prefix, key), fields)
             memories = await pipeline.execute()
         found: list[Recovery] = []
         async with self._client.pipeline(transaction=False) as pipeline:
-            for key, (name, severity, started, last, count) in zip(keys, memories, strict=True):
+            for key, (name, severity, started, last, count, to) in zip(keys, memories, strict=True):
                 if last is not None and float(last) > quiet_since:
                     pipeline.zadd(firing, {key: float(last)}, xx=True, gt=True)  # seen since: not yet
                     continue
@@ -123,6 +123,7 @@ class RedisSteward:
                             float(started or last),
                             float(last),
                             int(count or 0),
+                            tuple(int(each) for each in _text(to or b"").split(",") if each.isdigit()),
                         )
                     )
             removed = await pipeline.execute()

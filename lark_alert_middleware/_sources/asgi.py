@@ -39,6 +39,7 @@ from .._pipeline.fingerprint import (
 )
 from .._pipeline.pipeline import Pipeline
 from .._records import ErrorEvent, as_text
+from .._routes_config import captured_statuses
 from .after_response import Moment, after_response_event, moment_of
 from .context import request_scope, tracking
 from .http import RequestBodyTee, ResponseCapture, RouteError, captured_event
@@ -105,7 +106,7 @@ class LarkAlertMiddleware:
             self._mode = Mode.PASSING
             return
         self._mode = Mode.OBSERVING
-        self._alerting_statuses = settings.status_codes
+        self._alerting_statuses = captured_statuses(settings.status_codes, settings.routes)
         self._body_limit = settings.max_body_bytes
         self._excluded = _compile_patterns(settings.exclude_paths)
         self._service_known = settings.service is not None
@@ -126,7 +127,7 @@ class LarkAlertMiddleware:
         if self._refusal is not None or self._mode is not Mode.OBSERVING:
             return self._refusal
         try:
-            self._pipeline.cards.check()
+            self._pipeline.check_cards()
         except ConfigurationError as error:
             return error
         return None

@@ -111,7 +111,7 @@ def test_escalation_recovery_and_the_summary_run_on_a_cluster(redis_cluster: Clu
     requests = [
         ClaimRequest(dedup_key("app", "test", str(index)), 60, 0, f"GET /{index} 500") for index in range(30)
     ]
-    watched = (Thresholds("default", (10,)),)
+    watched = (Thresholds(0, (10,)),)
 
     async def scenario() -> None:
         opened = open_redis(redis_cluster.url, cluster=True, timeout=1.0)
