@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +18,7 @@ from lark_alert_middleware._records import (
     ErrorEvent,
     Escalation,
     EscalationNotice,
+    ExceptionText,
     Notice,
     Recovery,
     RecoveryNotice,
@@ -31,7 +33,7 @@ NOW = 1_767_225_600.0
 names = st.one_of(
     st.text(max_size=400),
     st.sampled_from(HOSTILE),
-    st.lists(st.sampled_from(HOSTILE), max_size=30).map("".join),
+    st.lists(st.sampled_from(HOSTILE), max_size=60).map("".join),  # escaped, several times as long
     st.just("x" * 1_000_000),
     st.just("order \ud800 failed"),
 )
@@ -91,8 +93,7 @@ def test_any_notice_makes_a_whole_valid_card_that_fits_and_mentions_only_for_esc
     assert card["header"]["title"]["content"].startswith("ALERT ")
     mentions = count_mentions(markdown_text(card))
     escalating_errors = isinstance(notice, EscalationNotice) and any(
-        escalation.example is not None and escalation.example.is_error
-        for escalation in notice.escalations[:10]
+        escalation.example is not None and escalation.example.is_error for escalation in notice.escalations
     )
     assert mentions == (1 if escalating_errors else 0)
     made.rendered.json_text.encode("utf-8")  # always postable
@@ -104,3 +105,13 @@ def test_a_secret_in_an_error_name_is_redacted_on_the_card() -> None:
     )
     made = CardMaker(Redactor(), SETTINGS).notice_card(RecoveryNotice((recovery,), NOW))
     assert "abcdefghijklmnopqrstuvwxyz0123" not in made.rendered.json_text
+
+
+def test_a_notice_whose_lines_would_not_fit_lists_fewer_errors_and_counts_the_rest() -> None:
+    markup = "*_[]()#!<>" * 40  # every character escaped: five times as long on the card
+    failing = dataclasses.replace(example(markup, 500), exception_text=ExceptionText("E", markup, ""))
+    escalations = tuple(Escalation(str(index), failing.slim(), 10, 12, NOW - 60, NOW) for index in range(10))
+    notice = EscalationNotice(0, escalations, (10,))
+    made = CardMaker(Redactor(), SETTINGS).notice_card(notice)
+    assert made.complete and made.rendered.size <= CARD_BUDGET
+    assert "… and 5 more errors escalating" in made.rendered.json_text

@@ -36,7 +36,14 @@ from .._records import (
 )
 from .notices import escalation_variables, recovered_variables, summary_variables
 from .redact import Redactor
-from .render import CardRenderer, checked_renderer, last_resort_card, minimal_card, minimal_subject
+from .render import (
+    CARD_BUDGET,
+    CardRenderer,
+    checked_renderer,
+    last_resort_card,
+    minimal_card,
+    minimal_subject,
+)
 from .sample import NOTICE_KINDS, sample_history, sample_notice, sample_view
 from .view import (
     CARD_CPU_BUDGET_SECONDS,
@@ -51,6 +58,8 @@ from .view import (
 logger = logging.getLogger("lark_alert_middleware")
 
 T = TypeVar("T")
+# How many errors a notice card lists, tried in order until it fits (None: as many as it does).
+NOTICE_LISTS = (None, 5, 2, 1)
 # Cards waiting for the worker; more means it is stuck, and the rest go out as their titles alone.
 MAX_WAITING_CARDS = 100
 Failures = list[tuple[str, BaseException | None]]
@@ -159,15 +168,21 @@ class CardMaker:
         return MadeCard(self._last_resort(summary), f"digest of {summary.total} errors", complete=False)
 
     def notice_card(self, notice: Notice) -> MadeCard:
-        """The card of a notice (escalation, ...); its title alone, when it cannot be made."""
+        """The card of a notice (escalation, ...), listing fewer errors if it would not fit Lark's
+        20 KiB otherwise; its title alone, when it cannot be made."""
         described = _described_notice(notice)
         try:
-            name, variables = _notice_variables(notice, self._redactor, self.settings)
-            rendered = self._renderer().render_notice(name, variables)
+            for listed in NOTICE_LISTS:
+                name, variables = _notice_variables(notice, self._redactor, self.settings, listed)
+                rendered = self._renderer().render_notice(name, variables)
+                if rendered.size <= CARD_BUDGET:
+                    return MadeCard(rendered, described)
+            raise ValueError(
+                f"too large for a Lark card even with one error listed ({rendered.size:,} bytes)"
+            )
         except Exception as error:
             self._report([(f"the {described} card", error)])
             return MadeCard(self._last_resort_notice(notice), described, complete=False)
-        return MadeCard(rendered, described)
 
     def overdue_notice_card(self, notice: Notice, seconds: float) -> MadeCard:
         described = _described_notice(notice)
@@ -214,13 +229,16 @@ class CardMaker:
                 )
 
 
-def _notice_variables(notice: Notice, redactor: Redactor, card: CardSettings) -> tuple[str, dict[str, Any]]:
-    """The notice's template (one of render.NOTICE_TEMPLATES) and its variables."""
+def _notice_variables(
+    notice: Notice, redactor: Redactor, card: CardSettings, listed: int | None
+) -> tuple[str, dict[str, Any]]:
+    """The notice's template (one of render.NOTICE_TEMPLATES) and its variables, listing at most
+    `listed` errors (None: as many as it does)."""
     if isinstance(notice, EscalationNotice):
-        return "escalation", escalation_variables(notice, redactor, card)
+        return "escalation", escalation_variables(notice, redactor, card, listed)
     if isinstance(notice, RecoveryNotice):
-        return "recovered", recovered_variables(notice, redactor, card)
-    return "summary", summary_variables(notice, redactor, card)
+        return "recovered", recovered_variables(notice, redactor, card, listed)
+    return "summary", summary_variables(notice, redactor, card, listed)
 
 
 def _described_notice(notice: Notice) -> str:

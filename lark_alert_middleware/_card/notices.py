@@ -29,6 +29,7 @@ from .view import (
     http_subject,
 )
 
+# Errors a notice lists (the rest are counted); fewer when the card would not fit otherwise.
 NOTICE_LINES = 10
 SUBJECT_CHARACTERS = 300
 NAME_CHARACTERS_REDACTED = 1000
@@ -89,13 +90,15 @@ def _escalation_mentions(notice: EscalationNotice, severity: str, card: CardSett
     return card.mentions if severity in ERROR_LEVELS else NO_MENTIONS
 
 
-def escalation_variables(notice: EscalationNotice, redactor: Redactor, card: CardSettings) -> dict[str, Any]:
+def escalation_variables(
+    notice: EscalationNotice, redactor: Redactor, card: CardSettings, listed: int | None = None
+) -> dict[str, Any]:
     """An escalation card: each error's count inside its window, how fast, since when."""
     lines = []
-    severities = set()
-    for escalation in notice.escalations[:NOTICE_LINES]:
+    # Of every error escalating, listed or not: a server error among them makes the card red.
+    severities = {escalation.example.severity for escalation in notice.escalations if escalation.example}
+    for escalation in notice.escalations[: listed or NOTICE_LINES]:
         name = named_error(escalation.fingerprint, escalation.example, redactor, "warning")
-        severities.add(name.severity)
         elapsed = escalation.counted_at - escalation.window_started_at
         lines.append(
             {
@@ -123,10 +126,12 @@ def escalation_variables(notice: EscalationNotice, redactor: Redactor, card: Car
     }
 
 
-def recovered_variables(notice: RecoveryNotice, redactor: Redactor, card: CardSettings) -> dict[str, Any]:
+def recovered_variables(
+    notice: RecoveryNotice, redactor: Redactor, card: CardSettings, listed: int | None = None
+) -> dict[str, Any]:
     """A recovered card: each error's quiet spell so far, and its episode: how often, how long."""
     lines = []
-    for recovery in notice.recoveries[:NOTICE_LINES]:
+    for recovery in notice.recoveries[: listed or NOTICE_LINES]:
         name = shown_name(recovery.name, redactor)
         lines.append(
             {
@@ -150,10 +155,12 @@ def recovered_variables(notice: RecoveryNotice, redactor: Redactor, card: CardSe
     }
 
 
-def summary_variables(summary: DailySummary, redactor: Redactor, card: CardSettings) -> dict[str, Any]:
+def summary_variables(
+    summary: DailySummary, redactor: Redactor, card: CardSettings, listed: int | None = None
+) -> dict[str, Any]:
     """The daily summary: the period, its totals, the most frequent errors and the new ones."""
     lines = []
-    for line in summary.lines:
+    for line in summary.lines[:listed]:  # all it holds (at most 15), unless told fewer
         lines.append(
             {
                 "icon": SEVERITY_ICONS.get(line.severity, SEVERITY_ICONS["error"]),
