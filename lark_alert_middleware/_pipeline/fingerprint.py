@@ -68,3 +68,14 @@ def log_fingerprint(logger_name: str, level: str, template: str, exception: Base
 
 def startup_fingerprint(exception: BaseException | None) -> str:
     return f"STARTUP {exception_name(exception)}".rstrip()
+
+
+def relay_fingerprint(identity: str, resolved: bool) -> str:
+    """A relayed alert by its tool and identity; its resolution is an error of its own, so that
+    the green card is not deduplicated away by the red one's window."""
+    return f"RELAY {identity}{' resolved' if resolved else ''}"
+
+
+def relayed_log_fingerprint(tool: str, level: str, template: str) -> str:
+    """A relayed log event (Seq) by its level and message template, as a log record is grouped."""
+    return f"RELAY {tool} {level} {template[:TEMPLATE_CHARACTERS]}"
