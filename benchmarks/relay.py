@@ -1,0 +1,304 @@
+"""The relay's throughput and answer time, beside a bare uvicorn app answering the same POST.
+
+    python benchmarks/relay.py [--rounds 10] [--seconds 2] [--connections 8]
+
+Three servers, one uvicorn worker each (h11, access log off), on CPU 0 when taskset exists:
+the relay (`lark_alert_middleware.relay:app`, state and dedup in the local Redis when it
+answers, posting to a Lark-compatible receiver), a bare ASGI app that reads the body and
+answers 202, and a second bare app: the A/A control, which shows what the method cannot tell
+apart. A load generator on CPU 1 keeps `--connections` keep-alive connections busy with POSTs of
+three-alert Alertmanager payloads, cycling over 50 distinct alerts (after the first cycle,
+every alert is known: the state check finds nothing new, the steady state of a re-sending
+Alertmanager). Rounds are interleaved, each server taking each place in the order as often;
+the table gives each server's best round in payloads/s (interference only slows a round) and
+its median p99 answer time, and the ratios to the bare app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+TOKEN = "benchmark-relay-token-0123456789"
+DISTINCT_ALERTS = 50
+ALERTS_PER_PAYLOAD = 3
+SERVERS = ("bare", "relay", "bare again")
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+
+# -- the bare app: reads the body, answers 202 -----------------------------------------------
+async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    more_body = True
+    while more_body:
+        message = await receive()
+        more_body = message.get("more_body", False)
+    body = b'{"accepted": 3}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 202,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"15")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- the payloads ----------------------------------------------------------------------------
+def payloads() -> list[bytes]:
+    """50 notifications of three alerts each, which together cycle over 50 distinct alerts."""
+    documents = []
+    for index in range(DISTINCT_ALERTS):
+        alerts = []
+        for offset in range(ALERTS_PER_PAYLOAD):
+            number = (index * ALERTS_PER_PAYLOAD + offset) % DISTINCT_ALERTS
+            labels = {"alertname": "HighRequestLatency", "instance": f"app-{number}:8000", "severity": "page"}
+            alerts.append(
+                {
+                    "status": "firing",
+                    "labels": labels,
+                    "annotations": {
+                        "summary": "High request latency",
+                        "description": f"app-{number}:8000 has a mean request latency above 0.5 s",
+                    },
+                    "startsAt": "2026-01-01T09:52:26.739266876Z",
+                    "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "http://prometheus.example.com:9090/graph?g0.expr=latency",
+                    "fingerprint": f"{number:016x}",
+                }
+            )
+        documents.append(
+            {
+                "version": "4",
+                "groupKey": '{}:{alertname="HighRequestLatency"}',
+                "truncatedAlerts": 0,
+                "status": "firing",
+                "receiver": "lark",
+                "groupLabels": {"alertname": "HighRequestLatency"},
+                "commonLabels": {"alertname": "HighRequestLatency", "severity": "page"},
+                "commonAnnotations": {"summary": "High request latency"},
+                "externalURL": "http://alertmanager.example.com:9093",
+                "alerts": alerts,
+            }
+        )
+    return [json.dumps(document).encode() for document in documents]
+
+
+def requests_for(host: str, port: int) -> list[bytes]:
+    return [
+        (
+            f"POST /alertmanager HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for body in payloads()
+    ]
+
+
+# -- the load generator (a process of its own, on the other CPU) ------------------------------
+async def one_connection(
+    host: str, port: int, requests: list[bytes], start: int, deadline: float, latencies: list[float]
+) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    index = start
+    try:
+        while (started := time.perf_counter()) < deadline:
+            writer.write(requests[index % len(requests)])
+            index += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 202"):
+                raise RuntimeError(f"unexpected answer {head[:200]!r}")
+            length = CONTENT_LENGTH.search(head)
+            if length is None:
+                raise RuntimeError(f"no content-length in {head[:200]!r}")
+            await reader.readexactly(int(length[1]))
+            latencies.append(time.perf_counter() - started)
+    finally:
+        writer.close()
+
+
+async def load(url: str, connections: int, seconds: float) -> dict[str, float]:
+    host, port = url.removeprefix("http://").split(":")
+    requests = requests_for(host, int(port))
+    latencies: list[float] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+    await asyncio.gather(
+        *(
+            one_connection(host, int(port), requests, number * 7, deadline, latencies)
+            for number in range(connections)
+        )
+    )
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "payloads_per_second": len(latencies) / elapsed,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+    }
+
+
+# -- the servers -----------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def on_cpu(cpu: int, command: list[str]) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(cpu), *command]
+    return command
+
+
+def start_server(app: str, environment: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), app, "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--log-level", "warning", "--no-access-log", "--http", "h11"]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("LARK_", "REDIS_URL"))}
+    env.update(environment, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(on_cpu(0, command), env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/healthz", timeout=1)
+            return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"uvicorn serving {app} did not start")
+
+
+def measure(url: str, seconds: float, connections: int) -> dict[str, float]:
+    command = [sys.executable, __file__, "--load", url, "--seconds", str(seconds)]
+    command += ["--connections", str(connections)]
+    output = subprocess.run(on_cpu(1, command), check=True, capture_output=True, text=True).stdout
+    return dict(json.loads(output))
+
+
+def redis_url() -> str | None:
+    import redis
+
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    return "redis://127.0.0.1:6379/0"
+
+
+def run(rounds: int, seconds: float, connections: int) -> None:
+    from lark_alert_middleware.testing import LarkReceiver
+
+    shared_redis = redis_url()
+    prefix = f"lark-alert-bench:{uuid.uuid4().hex}:"
+    with LarkReceiver() as lark:
+        relay_environment = {"LARK_RELAY_TOKEN": TOKEN, "LARK_WEBHOOK_URL": lark.url}
+        if shared_redis:
+            relay_environment.update(REDIS_URL=shared_redis, LARK_ALERT_REDIS_PREFIX=prefix)
+        servers = {
+            "bare": start_server("relay:bare_app", {}),
+            "relay": start_server("lark_alert_middleware.relay:app", relay_environment),
+            "bare again": start_server("relay:bare_app", {}),
+        }
+        try:
+            for _, url in servers.values():
+                measure(url, 1.0, connections)  # warm: imports, connections, the first cycle's cards
+            samples: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
+            for index in range(rounds):
+                shift = index % len(SERVERS)
+                for name in SERVERS[shift:] + SERVERS[:shift]:
+                    samples[name].append(measure(servers[name][1], seconds, connections))
+                print(f"  round {index + 1}/{rounds}", file=sys.stderr, flush=True)
+        finally:
+            for process, _ in servers.values():
+                process.terminate()
+                process.wait(timeout=30)
+        cards = len(lark.cards)
+    if shared_redis:
+        _delete_keys(shared_redis, prefix)
+    report(samples, rounds, seconds, connections, shared_redis, cards)
+
+
+def _delete_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def report(
+    samples: dict[str, list[dict[str, float]]],
+    rounds: int,
+    seconds: float,
+    connections: int,
+    shared_redis: str | None,
+    cards: int,
+) -> None:
+    best = {name: max(sample["payloads_per_second"] for sample in runs) for name, runs in samples.items()}
+    p99 = {name: statistics.median(sample["p99_ms"] for sample in runs) for name, runs in samples.items()}
+    where = "Redis" if shared_redis else "the process"
+    print(
+        f"\n{rounds} interleaved rounds of {seconds:g} s, {connections} connections, one uvicorn worker each"
+    )
+    print(f"relay state in {where}; {cards} cards posted (the first cycle)\n")
+    print("| server | payloads/s (best round) | ratio to bare | p99 (median round) |")
+    print("|---|---|---|---|")
+    for name in SERVERS:
+        print(f"| {name} | {best[name]:,.0f} | {best[name] / best['bare']:.3f} | {p99[name]:.1f} ms |")
+    for label, name in (("relay/bare", "relay"), ("A/A control, bare again/bare", "bare again")):
+        ratios = sorted(
+            sample["payloads_per_second"] / bare["payloads_per_second"]
+            for sample, bare in zip(samples[name], samples["bare"], strict=True)
+        )
+        print(f"per round, {label}: {', '.join(f'{ratio:.2f}' for ratio in ratios)}")
+    rate, answer_p99, ratio = best["relay"], p99["relay"], best["relay"] / best["bare"]
+    print("\ntargets:")
+    print(f"  >= 2,000 payloads/s: {rate:,.0f} ({_met(rate >= 2000)})")
+    print(f"  p99 < 10 ms: {answer_p99:.1f} ms ({_met(answer_p99 < 10)})")
+    print(f"  >= 0.7 of the bare app's rate: {ratio:.3f} ({_met(ratio >= 0.7)})")
+
+
+def _met(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.load:
+        print(json.dumps(asyncio.run(load(arguments.load, arguments.connections, arguments.seconds))))
+        return
+    run(arguments.rounds, arguments.seconds, arguments.connections)
+
+
+if __name__ == "__main__":
+    main()
