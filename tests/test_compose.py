@@ -139,4 +139,3 @@ def test_the_relay_posts_to_the_inbox_shares_redis_and_starts_as_compose_gives_i
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     relay_settings(load_settings())  # a token is set: the relay starts
-
