@@ -21,7 +21,7 @@ from ._config import AlertOptions, ConfigurationError, load_settings
 from ._sources.relay.app import Relay
 from ._sources.relay.body import answer
 
-__all__ = ["Relay", "app", "create_relay"]
+__all__ = ["Relay", "create_relay"]  # and `app`, built when first used
 
 logger = logging.getLogger("lark_alert_middleware")
 

@@ -13,10 +13,11 @@ from starlette.types import Message
 
 import lark_alert_middleware.relay as relay_module
 from lark_alert_middleware import ConfigurationError
+from lark_alert_middleware._sources.relay import forward
 from lark_alert_middleware.relay import RefusingRelay, Relay, create_relay
 from lark_alert_middleware.testing import LarkReceiver
 
-from ..conftest import client_for
+from ..conftest import client_for, keep_the_alerter_busy
 from .conftest import GRAFANA_SECRET, TOKEN, alertmanager_group, payload
 from .test_payloads import signed
 
@@ -199,3 +200,29 @@ async def test_a_storm_of_five_thousand_alerts_becomes_cards_and_digests_and_not
     assert (
         digested and len(titles) - len(digested) + sum(digested) == 5000
     )  # every alert, on a card or a digest
+
+
+async def test_a_disabled_relay_takes_alerts_and_cards_none(lark_receiver: LarkReceiver) -> None:
+    relay = create_relay(relay_token=TOKEN, webhook_url=lark_receiver.url, enabled=False)
+    document = json.dumps(alertmanager_group("Disabled", ("firing",))).encode()
+    assert (await post(relay, "/alertmanager", document)).status_code == 202
+    assert relay.flush(10)
+    assert relay.pipeline.stats().raised == 0 and lark_receiver.cards == []
+
+
+async def test_while_the_alerter_is_far_behind_alerts_skip_the_state_check_not_the_pipeline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    relay = create_relay(relay_token=TOKEN)
+    first = json.dumps(alertmanager_group("Behind1", ("firing",))).encode()
+    monkeypatch.setattr(forward, "MAX_WAITING_BYTES", len(first))
+    release = keep_the_alerter_busy()
+    try:
+        assert (await post(relay, "/alertmanager", first)).status_code == 202  # waits for the loop
+        second = json.dumps(alertmanager_group("Behind2", ("firing",))).encode()
+        assert (await post(relay, "/alertmanager", second)).status_code == 202  # no room: straight on
+        assert relay.pipeline.stats().raised == 1
+    finally:
+        release.set()
+    assert relay.flush(10)
+    assert relay.pipeline.stats().raised == 2

@@ -89,6 +89,7 @@ def notification_of(body: bytes) -> Notification:
             for alert in payload.alerts
         ),
         payload.truncated_alerts,
+        len(body),
     )
 
 

@@ -52,10 +52,12 @@ class RelayedAlert:
 
 @dataclass(frozen=True, slots=True)
 class Notification:
-    """What one POST brought: its alerts, and how many the sender left out (`max_alerts`)."""
+    """What one POST brought: its alerts, how many the sender left out (`max_alerts`), and the
+    size of the payload they hold on to until their events are made."""
 
     alerts: tuple[RelayedAlert, ...]
     left_out: int = 0
+    size: int = 0
 
     @property
     def tracked(self) -> bool:

@@ -81,6 +81,11 @@ class Relay:
         self._token = TokenCheck(token)
         self._grafana_secret = grafana_secret.get_secret_value().encode() if grafana_secret else None
         self._template_error: ConfigurationError | None = None
+        self._enabled = settings.enabled
+        if not settings.enabled:
+            logger.warning(
+                "lark_alert_middleware: LARK_ALERT_ENABLED is false: the relay takes alerts, cards none"
+            )
         self._endpoints = {
             "/alertmanager": Endpoint(alertmanager.notification_of),
             "/grafana": Endpoint(grafana.notification_of, signed_by_grafana=True),
@@ -154,7 +159,8 @@ class Relay:
         except PayloadError as error:
             await answer(send, 400, {"error": str(error)})
             return
-        self.forwarder.forward(notification)
+        if self._enabled:
+            self.forwarder.forward(notification)
         await answer(send, 202, {"accepted": len(notification.alerts)})
 
     async def _health(self, send: Send) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 from collections import deque
 
 from ..._config import AlertSettings
@@ -29,9 +30,9 @@ logger = logging.getLogger("lark_alert_middleware")
 
 # Alerts whose state is decided in one go (one script call per SCRIPT_BATCH of them).
 STATE_BATCH = 2_000
-# Notifications waiting for the loop; past this (a loop far behind), alerts go straight to the
-# pipeline, whose window still deduplicates them, rather than grow the queue.
-MAX_WAITING = 10_000
+# Payloads waiting for the loop, in bytes; past this (a loop far behind), alerts go straight to
+# the pipeline, whose window still deduplicates them, rather than grow the queue.
+MAX_WAITING_BYTES = 64 * 1024 * 1024
 GROUP_DETAIL = "In this group"
 
 
@@ -46,6 +47,8 @@ class Forwarder:
         self._send_resolved = settings.relay_send_resolved
         self._keep_seconds = settings.relay_repeat_interval
         self._waiting: deque[Notification] = deque()
+        self._waiting_bytes = 0
+        self._lock = threading.Lock()  # for _waiting_bytes, counted on both threads
         self._pending = PendingWork()
         self._awaited_on: asyncio.AbstractEventLoop | None = None
         self._stores = LoopLocal(self._make_store)
@@ -55,7 +58,7 @@ class Forwarder:
     # -- requests (any thread) -------------------------------------------------------------
     def forward(self, notification: Notification) -> None:
         """Hand a notification off; never blocks, never raises."""
-        if not notification.tracked or self._pending.count >= MAX_WAITING:
+        if not notification.tracked or not self._room_for(notification.size):
             self._report(notification, [True] * len(notification.alerts))
             return
         self._pending.add()
@@ -64,6 +67,13 @@ class Forwarder:
         if self._awaited_on is not loop:  # woken once for all that arrive before it looks
             self._awaited_on = loop
             loop.call_soon_threadsafe(self._start_consumer)
+
+    def _room_for(self, size: int) -> bool:
+        with self._lock:
+            if self._waiting_bytes + size > MAX_WAITING_BYTES:
+                return False
+            self._waiting_bytes += size
+            return True
 
     def flush(self, timeout: float) -> bool:
         """Wait until every notification handed off is decided; False on timeout."""
@@ -113,6 +123,8 @@ class Forwarder:
             except Exception:
                 logger.exception("lark_alert_middleware: could not report relayed alerts")
             finally:
+                with self._lock:
+                    self._waiting_bytes -= sum(notification.size for notification in batch)
                 self._pending.finish(len(batch))
 
     def _take(self) -> list[Notification]:
@@ -151,7 +163,7 @@ class Forwarder:
 
     def forget_after_fork(self) -> None:
         """In a forked child: what was waiting is the parent's."""
-        self._waiting = deque()
+        self._waiting, self._waiting_bytes, self._lock = deque(), 0, threading.Lock()
         self._pending.forget_after_fork()
         self._awaited_on = None
         self._consumer = None
