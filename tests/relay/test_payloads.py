@@ -284,3 +284,10 @@ def test_the_log_mask_hides_token_values_and_secrets_and_keeps_uvicorns_argument
     other = logging.LogRecord("x", logging.INFO, __file__, 1, f"sent {TOKEN} in a path", None, None)
     mask.filter(other)
     assert TOKEN not in other.getMessage()
+
+
+def test_a_seq_exception_that_is_not_text_is_shown_as_json() -> None:
+    document = {"@mt": "x", "@x": {"Message": "boom", "Type": "System.Exception"}}
+    event = seq.notification_of(body(document)).alerts[0].make_event()
+    assert event.exception_text is not None
+    assert event.exception_text.traceback == '{"Message": "boom", "Type": "System.Exception"}'

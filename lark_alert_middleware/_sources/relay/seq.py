@@ -58,7 +58,7 @@ class SeqEvent(Payload):
     message: str | None = Field(None, alias="@m")
     template: str | None = Field(None, alias="@mt")
     level: str = Field("Information", alias="@l")
-    exception: str | None = Field(None, alias="@x")
+    exception: Any = Field(None, alias="@x")  # text in CLEF; kept whatever a template made it
     event_type: int | str | None = Field(None, alias="@i")
 
 
@@ -84,7 +84,7 @@ def _event(event: SeqEvent, seq_url: str | None) -> ErrorEvent:
         message=cut(message, MESSAGE_CHARACTERS),
         logger_name="Seq",
         request_id=cut(request_id, 100) if isinstance(request_id, str) else "",
-        exception_text=_exception(event.exception) if event.exception else None,
+        exception_text=_exception(_shown_whole(event.exception)) if event.exception else None,
         details=pairs(
             (name, _shown(value))
             for name, value in properties.items()
@@ -106,9 +106,11 @@ def _exception(text: str) -> ExceptionText:
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, str):
-        return cut(value, VALUE_CHARACTERS)
-    return cut(json.dumps(value, ensure_ascii=False), VALUE_CHARACTERS)
+    return cut(_shown_whole(value), VALUE_CHARACTERS)
+
+
+def _shown_whole(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _events_of_type(seq_url: str | None, event_type: int | str | None) -> str | None:
