@@ -3,12 +3,15 @@ accepts makes a card that is postable (within 20 KiB) and pings nobody."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.types import Message
 
 from lark_alert_middleware._card.maker import CardMaker
 from lark_alert_middleware._card.markup import count_mentions, markdown_text
@@ -19,8 +22,9 @@ from lark_alert_middleware._records import Alert, Repeats
 from lark_alert_middleware._sources.relay import alertmanager, generic, grafana, seq
 from lark_alert_middleware._sources.relay.alerts import Notification
 from lark_alert_middleware._sources.relay.payload import PayloadError
+from lark_alert_middleware.relay import Relay, create_relay
 
-from .conftest import payload
+from .conftest import GRAFANA_SECRET, TOKEN, payload
 
 PARSERS: dict[str, Callable[[bytes], Notification]] = {
     "alertmanager": alertmanager.notification_of,
@@ -41,6 +45,13 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=4),
     max_leaves=20,
 )
+
+
+@pytest.fixture(scope="module")
+def relay_for_properties() -> Iterator[Relay]:
+    """A relay whose cards go to the log, taking whatever the property test sends it."""
+    relay = create_relay(relay_token=TOKEN, relay_grafana_secret=GRAFANA_SECRET, enabled=False)
+    yield relay
 
 
 def card_of_each(notification: Notification) -> list[dict[str, Any]]:
@@ -104,3 +115,52 @@ def test_any_seq_event_makes_a_postable_card_that_pings_nobody(
     document = {**properties, "@mt": message or "x", "@m": message, "@x": exception, "@i": event_type}
     for card in card_of_each(PARSERS["seq"](json.dumps(document).encode())):
         assert count_mentions(markdown_text(card)) == 0
+
+
+header_names = st.sampled_from(
+    [b"authorization", b"content-length", b"expect", b"x-grafana-alerting-signature"]
+)
+header_values = st.binary(max_size=60) | st.sampled_from(
+    [f"Bearer {TOKEN}".encode(), b"9" * 5000, b"100-continue", b"2000000"]
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    path=st.sampled_from(["/alertmanager", "/grafana", "/seq", "/generic", "/healthz", "/", "/x/../seq"]),
+    method=st.sampled_from(["POST", "GET", "PUT", "HEAD", "PROPFIND"]),
+    headers=st.lists(
+        st.tuples(
+            st.sampled_from(
+                [b"authorization", b"content-length", b"expect", b"x-grafana-alerting-signature"]
+            ),
+            st.binary(max_size=60)
+            | st.sampled_from([f"Bearer {TOKEN}".encode(), b"9" * 5000, b"100-continue"]),
+        ),
+        max_size=4,
+    ),
+    query=st.binary(max_size=80) | st.just(f"token={TOKEN}".encode()),
+    body=st.binary(max_size=3000) | json_values.map(lambda value: json.dumps(value).encode()),
+)
+def test_nothing_a_client_sends_makes_a_server_error(
+    relay_for_properties: Relay,
+    path: str,
+    method: str,
+    headers: list[tuple[bytes, bytes]],
+    query: bytes,
+    body: bytes,
+) -> None:
+    answers: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        answers.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": query, "headers": headers}
+    asyncio.run(relay_for_properties(scope, receive, send))
+    assert answers[0]["status"] in (202, 400, 401, 404, 405, 413) or (path, answers[0]["status"]) == (
+        "/healthz",
+        200,
+    )

@@ -24,7 +24,7 @@ from ..._pipeline.pipeline import Pipeline
 from . import alertmanager, generic, grafana, seq
 from .alerts import Notification
 from .auth import TokenCheck
-from .body import BodyTooLarge, ClientGone, answer, read_body
+from .body import MAX_BODY_BYTES, BodyTooLarge, ClientGone, answer, read_body
 from .forward import Forwarder
 from .logs import mask_in_logs
 from .payload import PayloadError
@@ -222,6 +222,9 @@ _BAD_SIGNATURE = (
 
 
 def _length(value: bytes | None) -> int | None:
+    """The declared length; None when there is none or it is not a number. (More digits than
+    any real length are read as too large, without making a number of them.)"""
     if value is None or not value.strip().isdigit():
         return None
-    return int(value)
+    digits = value.strip()
+    return int(digits) if len(digits) <= 12 else MAX_BODY_BYTES + 1
