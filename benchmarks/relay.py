@@ -11,7 +11,9 @@ three-alert Alertmanager payloads, cycling over 50 distinct alerts (after the fi
 every alert is known: the state check finds nothing new, the steady state of a re-sending
 Alertmanager). Rounds are interleaved, each server taking each place in the order as often;
 the table gives each server's best round in payloads/s (interference only slows a round) and
-its median p99 answer time, and the ratios to the bare app.
+its median p99 answer time, and the ratios to the bare app; and, less sensitive to what else
+runs on the machine, the CPU time the server process used per payload (its least in a round,
+from /proc: what one payload costs it, whoever else wants the CPU).
 """
 
 from __future__ import annotations
@@ -186,11 +188,36 @@ def start_server(app: str, environment: dict[str, str]) -> tuple[subprocess.Pope
     raise SystemExit(f"uvicorn serving {app} did not start")
 
 
-def measure(url: str, seconds: float, connections: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(server: subprocess.Popen[bytes], url: str, seconds: float, connections: int) -> dict[str, float]:
+    """A round of load: payloads/s, p99 ms, and the server's CPU µs per payload."""
     command = [sys.executable, __file__, "--load", url, "--seconds", str(seconds)]
     command += ["--connections", str(connections)]
+    cpu_before = cpu_seconds(server.pid)
     output = subprocess.run(on_cpu(1, command), check=True, capture_output=True, text=True).stdout
-    return dict(json.loads(output))
+    result = dict(json.loads(output))
+    payloads_served = result["payloads_per_second"] * seconds
+    result["cpu_us"] = (cpu_seconds(server.pid) - cpu_before) / payloads_served * 1e6
+    return result
+
+
+def settled(lark: Any) -> None:
+    """Wait until the relay has posted the first cycle's cards (Lark takes 5 every 2 s): the
+    rounds measure what a re-sending Alertmanager costs, not the cards' making and posting."""
+    deadline = time.monotonic() + 90
+    seen, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = len(lark.requests)
+        if count != seen:
+            seen, since = count, time.monotonic()
+        elif count and time.monotonic() - since > 3:
+            return
+        time.sleep(0.2)
 
 
 def redis_url() -> str | None:
@@ -221,13 +248,14 @@ def run(rounds: int, seconds: float, connections: int) -> None:
             "bare again": start_server("relay:bare_app", {}),
         }
         try:
-            for _, url in servers.values():
-                measure(url, 1.0, connections)  # warm: imports, connections, the first cycle's cards
+            for process, url in servers.values():
+                measure(process, url, 1.0, connections)  # warm: imports, connections, the first cycle
+            settled(lark)
             samples: dict[str, list[dict[str, float]]] = {name: [] for name in SERVERS}
             for index in range(rounds):
                 shift = index % len(SERVERS)
                 for name in SERVERS[shift:] + SERVERS[:shift]:
-                    samples[name].append(measure(servers[name][1], seconds, connections))
+                    samples[name].append(measure(*servers[name], seconds, connections))
                 print(f"  round {index + 1}/{rounds}", file=sys.stderr, flush=True)
         finally:
             for process, _ in servers.values():
@@ -259,15 +287,21 @@ def report(
 ) -> None:
     best = {name: max(sample["payloads_per_second"] for sample in runs) for name, runs in samples.items()}
     p99 = {name: statistics.median(sample["p99_ms"] for sample in runs) for name, runs in samples.items()}
+    cpu = {name: min(sample["cpu_us"] for sample in runs) for name, runs in samples.items()}
     where = "Redis" if shared_redis else "the process"
     print(
         f"\n{rounds} interleaved rounds of {seconds:g} s, {connections} connections, one uvicorn worker each"
     )
     print(f"relay state in {where}; {cards} cards posted (the first cycle)\n")
-    print("| server | payloads/s (best round) | ratio to bare | p99 (median round) |")
-    print("|---|---|---|---|")
+    print(
+        "| server | payloads/s (best round) | ratio to bare | p99 (median round) | server CPU per payload |"
+    )
+    print("|---|---|---|---|---|")
     for name in SERVERS:
-        print(f"| {name} | {best[name]:,.0f} | {best[name] / best['bare']:.3f} | {p99[name]:.1f} ms |")
+        print(
+            f"| {name} | {best[name]:,.0f} | {best[name] / best['bare']:.3f} | {p99[name]:.1f} ms "
+            f"| {cpu[name]:.0f} µs ({cpu[name] / cpu['bare']:.2f}) |"
+        )
     for label, name in (("relay/bare", "relay"), ("A/A control, bare again/bare", "bare again")):
         ratios = sorted(
             sample["payloads_per_second"] / bare["payloads_per_second"]

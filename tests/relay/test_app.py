@@ -226,3 +226,20 @@ async def test_while_the_alerter_is_far_behind_alerts_skip_the_state_check_not_t
         release.set()
     assert relay.flush(10)
     assert relay.pipeline.stats().raised == 2
+
+
+async def test_a_notification_holding_nothing_new_is_answered_without_waking_the_alerter() -> None:
+    relay = create_relay(relay_token=TOKEN)
+    group = json.dumps(alertmanager_group("NothingNew", ("firing",))).encode()
+    assert (await post(relay, "/alertmanager", group)).status_code == 202
+    assert relay.flush(10)
+    release = keep_the_alerter_busy()
+    try:
+        assert (await post(relay, "/alertmanager", group)).status_code == 202
+        assert relay.forwarder.flush(0)  # nothing was handed off: the process knew every alert
+        resolved = json.dumps(alertmanager_group("NothingNew", ("resolved",))).encode()
+        assert (await post(relay, "/alertmanager", resolved)).status_code == 202
+        assert not relay.forwarder.flush(0)  # a change: handed off, waiting for the alerter
+    finally:
+        release.set()
+    assert relay.flush(10)

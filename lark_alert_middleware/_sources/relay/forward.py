@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import threading
+import time
 from collections import deque
 
 from ..._config import AlertSettings
@@ -24,7 +25,7 @@ from ..._pipeline.loop import LoopLocal, background_loop
 from ..._pipeline.pending import PendingWork
 from ..._pipeline.pipeline import Pipeline
 from .alerts import Notification, RelayedAlert, group_line
-from .state import FallbackStateStore, InProcessStateStore, RedisStateStore, StateStore
+from .state import FallbackStateStore, InProcessStateStore, KnownStates, RedisStateStore, StateStore
 
 logger = logging.getLogger("lark_alert_middleware")
 
@@ -52,12 +53,15 @@ class Forwarder:
         self._pending = PendingWork()
         self._awaited_on: asyncio.AbstractEventLoop | None = None
         self._stores = LoopLocal(self._make_store)
+        self._known = KnownStates(settings.dedup_capacity)  # what the store said, until it forgets
         self._consumer: asyncio.Task[None] | None = None
         background_loop.stop_at_exit(self)
 
     # -- requests (any thread) -------------------------------------------------------------
     def forward(self, notification: Notification) -> None:
         """Hand a notification off; never blocks, never raises."""
+        if notification.tracked and self._holds_nothing_new(notification):
+            return  # what a re-sending Alertmanager posts most: no need to wake the loop
         if not notification.tracked or not self._room_for(notification.size):
             self._report(notification, [True] * len(notification.alerts))
             return
@@ -67,6 +71,15 @@ class Forwarder:
         if self._awaited_on is not loop:  # woken once for all that arrive before it looks
             self._awaited_on = loop
             loop.call_soon_threadsafe(self._start_consumer)
+
+    def _holds_nothing_new(self, notification: Notification) -> bool:
+        """Whether every alert is in the state last carded, as far as this process knows."""
+        now = time.monotonic()
+        known = self._known
+        return all(
+            alert.identity is not None and known.kept_for(alert.identity, alert.state, now) is not None
+            for alert in notification.alerts
+        )
 
     def _room_for(self, size: int) -> bool:
         with self._lock:
@@ -105,27 +118,34 @@ class Forwarder:
             batch = self._take()
             if not batch:
                 return
-            states = [
-                (dedup_key(self._service, self._settings.environment, alert.identity), alert.state)
-                for notification in batch
-                for alert in notification.alerts
-                if alert.identity is not None
-            ]
             try:
-                changes = iter(await store.record(states, self._keep_seconds))
-            except Exception:
-                logger.exception("lark_alert_middleware: could not tell which relayed alerts changed")
-                changes = iter([True] * len(states))  # the pipeline's window still deduplicates
-            try:
+                changed = iter(await self._changes(store, batch))
                 for notification in batch:
-                    changed = [alert.identity is None or next(changes) for alert in notification.alerts]
-                    self._report(notification, changed)
+                    self._report(notification, [next(changed) for _ in notification.alerts])
             except Exception:
                 logger.exception("lark_alert_middleware: could not report relayed alerts")
             finally:
                 with self._lock:
                     self._waiting_bytes -= sum(notification.size for notification in batch)
                 self._pending.finish(len(batch))
+
+    async def _changes(self, store: StateStore, batch: list[Notification]) -> list[bool]:
+        """Whether each alert of `batch`, in order, changed state (the store decides, one call)."""
+        alerts = [alert for notification in batch for alert in notification.alerts]
+        environment = self._settings.environment
+        keys = [dedup_key(self._service, environment, alert.identity or "") for alert in alerts]
+        try:
+            answers = await store.record(
+                [(key, alert.state) for key, alert in zip(keys, alerts, strict=True)], self._keep_seconds
+            )
+        except Exception:
+            logger.exception("lark_alert_middleware: could not tell which relayed alerts changed")
+            return [True] * len(alerts)  # the pipeline's window still deduplicates them
+        now = time.monotonic()
+        for alert, answer in zip(alerts, answers, strict=True):
+            kept_for = self._keep_seconds if answer is None else answer
+            self._known.learn(alert.identity or "", alert.state, now + kept_for)
+        return [answer is None for answer in answers]
 
     def _take(self) -> list[Notification]:
         batch: list[Notification] = []
