@@ -55,10 +55,16 @@ def test_a_short_token_is_refused_without_showing_it() -> None:
     assert "short-secret" not in str(refused.value)
 
 
-async def test_the_module_app_without_a_token_fails_start_up_and_every_request(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delattr(relay_module, "app", raising=False)
+@pytest.fixture
+def fresh_module_app() -> Iterator[None]:
+    """`relay.app` built anew on first use in the test, and forgotten after it."""
+    relay_module.__dict__.pop("app", None)
+    yield
+    relay_module.__dict__.pop("app", None)
+
+
+@pytest.mark.usefixtures("fresh_module_app")
+async def test_the_module_app_without_a_token_fails_start_up_and_every_request() -> None:
     app = relay_module.app
     assert isinstance(app, RefusingRelay)
     sent: list[Message] = []
@@ -74,7 +80,6 @@ async def test_the_module_app_without_a_token_fails_start_up_and_every_request(
     assert "LARK_RELAY_TOKEN is not set" in sent[0]["message"]
     answer = await post(app, "/alertmanager", b"{}")
     assert answer.status_code == 503 and "LARK_RELAY_TOKEN" in answer.json()["error"]
-    monkeypatch.delattr(relay_module, "app")
 
 
 async def test_unknown_paths_and_methods_are_refused_and_healthz_is_open(relay: Relay) -> None:
