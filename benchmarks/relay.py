@@ -332,6 +332,9 @@ def report(samples: Samples, rate: float) -> None:
             for run, bare in zip(saturated[name], saturated["bare"], strict=True)
         )
         print(f"payloads/s per round, {label}: {', '.join(f'{ratio:.2f}' for ratio in ratios)}")
+    for name in SERVERS:
+        answer_times = sorted(run["p99_ms"] for run in samples[name]["paced"])
+        print(f"p99 per round at {rate:,.0f}/s, {name}: {', '.join(f'{ms:.1f}' for ms in answer_times)} ms")
     ratio = best["relay"] / best["bare"]
     print("\ntargets:")
     print(f"  >= 2,000 payloads/s: {best['relay']:,.0f} ({_met(best['relay'] >= 2000)})")
