@@ -7,9 +7,7 @@ more fields (`grafana.py`), and reuses what is here.
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 from urllib.parse import quote
@@ -76,21 +74,64 @@ class AlertmanagerNotification(Payload):
 def notification_of(body: bytes) -> Notification:
     """The alerts of an Alertmanager notification; PayloadError names what is wrong with it."""
     payload = validated(AlertmanagerNotification, body)
+    return relayed(AlertmanagerEvents(payload), len(body))
+
+
+class AlertmanagerEvents:
+    """Makes the events of one notification's alerts; Grafana's (`grafana.py`) adds its own
+    links and values."""
+
+    tool = "alertmanager"
+    tool_name = "Alertmanager"
+
+    def __init__(self, payload: AlertmanagerNotification) -> None:
+        self.payload = payload
+
+    def event(self, position: int) -> ErrorEvent:
+        alert = self.payload.alerts[position]
+        return alert_event(
+            identity_of(self.tool, alert),
+            self.tool_name,
+            alert,
+            self.links(alert, alert.status == "firing"),
+            self.details(alert),
+            self.payload.common_labels,
+        )
+
+    def links(self, alert: AlertmanagerAlert, firing: bool) -> Links:
+        return _links(self.payload.external_url, alert, firing)
+
+    def details(self, alert: AlertmanagerAlert) -> Pairs:
+        return ()
+
+
+def relayed(events: AlertmanagerEvents, size: int) -> Notification:
+    """The notification's alerts, each known by its fingerprint and carded when its state changes."""
+    tool, alerts = events.tool, events.payload.alerts
     return Notification(
         tuple(
-            relayed_alert(
-                "alertmanager",
-                "Alertmanager",
-                alert,
-                functools.partial(_links, payload.external_url, alert),
-                (),
-                payload.common_labels,
-            )
-            for alert in payload.alerts
+            [
+                RelayedAlert(
+                    identity_of(tool, alert),
+                    f"{alert.status} {epoch(alert.starts_at) or 0.0:.3f}",
+                    alert.status == "firing",
+                    events,
+                    position,
+                )
+                for position, alert in enumerate(alerts)
+            ]
         ),
-        payload.truncated_alerts,
-        len(body),
+        events.payload.truncated_alerts,
+        size,
     )
+
+
+def identity_of(tool: str, alert: AlertmanagerAlert) -> str:
+    """`alertmanager 1a30ba71cca2921f`: the tool's fingerprint of the alert, or a hash of its labels."""
+    fingerprint = alert.fingerprint
+    if not _FINGERPRINT.fullmatch(fingerprint):
+        fingerprint = labels_hash(alert.labels)
+    return f"{tool} {fingerprint.lower()}"
 
 
 def _links(external_url: str, alert: AlertmanagerAlert, firing: bool) -> Links:
@@ -120,30 +161,6 @@ def runbook_of(alert: AlertmanagerAlert) -> str | None:
     return next((alert.annotations[name] for name in RUNBOOK_ANNOTATIONS if name in alert.annotations), None)
 
 
-def relayed_alert(
-    tool: str,
-    tool_name: str,
-    alert: AlertmanagerAlert,
-    buttons: Callable[[bool], Links],
-    details: Pairs,
-    common_labels: Labels,
-) -> RelayedAlert:
-    """An Alertmanager-shaped alert: known by its fingerprint, carded when its state changes."""
-    fingerprint = alert.fingerprint
-    if not _FINGERPRINT.fullmatch(fingerprint):
-        fingerprint = labels_hash(alert.labels)
-    identity = f"{tool} {fingerprint.lower()}"
-    firing = alert.status == "firing"
-    started = epoch(alert.starts_at)
-    state = f"{alert.status} {started or 0.0:.3f}"
-    return RelayedAlert(
-        identity,
-        state,
-        firing,
-        functools.partial(_event, identity, tool_name, alert, buttons, details, common_labels),
-    )
-
-
 def subject_of(labels: Labels, common_labels: Labels) -> str:
     """`HighRequestLatency (instance=app-1:8000)`: the alert's name, and the labels that tell it
     apart from the rest of its group (those not common to the group), a few of them."""
@@ -160,11 +177,11 @@ def subject_of(labels: Labels, common_labels: Labels) -> str:
     return cut(name, SUBJECT_CHARACTERS)
 
 
-def _event(
+def alert_event(
     identity: str,
     tool_name: str,
     alert: AlertmanagerAlert,
-    buttons: Callable[[bool], Links],
+    buttons: Links,
     details: Pairs,
     common_labels: Labels,
 ) -> ErrorEvent:
@@ -191,6 +208,6 @@ def _event(
         # Labels whose names start with __ are the tool's own bookkeeping.
         labels=pairs((key, value) for key, value in alert.labels.items() if not key.startswith("__")),
         details=pairs([*other_annotations, *details, *((("Fired for", fired_for),) if fired_for else ())]),
-        links=buttons(firing),
+        links=buttons,
         fingerprint=relay_fingerprint(identity, resolved=not firing),
     )

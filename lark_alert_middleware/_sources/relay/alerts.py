@@ -1,8 +1,8 @@
 """What every tool's payload becomes: a `Notification` of `RelayedAlert`s, and what they share.
 
-An alert's card is made only when its state changed, so each alert carries how to make its
-event (`make_event`), not the event itself: a notification re-sent with nothing new costs
-no card's worth of work. What a payload holds is cut to what a card can show, so that alerts
+An alert's card is made only when its state changed, so each alert carries where its event is
+made (its notification's `EventSource`), not the event itself: a notification re-sent with
+nothing new costs no card's worth of work. What a payload holds is cut to what a card can show, so that alerts
 waiting their turn hold kilobytes, not the megabyte a payload may be.
 """
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NamedTuple, Protocol
 
 from ..._records import ErrorEvent
 
@@ -37,17 +38,29 @@ SEVERITY_LEVELS = {
 DEFAULT_LEVEL = "error"
 
 
-@dataclass(frozen=True, slots=True)
-class RelayedAlert:
+class EventSource(Protocol):
+    """What makes the events of one notification's alerts, when (and if) they are needed."""
+
+    def event(self, position: int) -> ErrorEvent:
+        """The event of the notification's alert at `position`."""
+        ...
+
+
+class RelayedAlert(NamedTuple):
     """One alert of a notification. `identity` names it across notifications ("alertmanager
     1a30ba71cca2921f"); `state` is what it is now ("firing since …"): a card is made when the
     state differs from the last one carded. An alert without identity (a log event) is not
-    tracked: the pipeline's window alone deduplicates it."""
+    tracked: the pipeline's window alone deduplicates it. (A named tuple: a payload makes one
+    per alert, on the request, and this is the cheapest immutable record.)"""
 
     identity: str | None
     state: str
     firing: bool
-    make_event: Callable[[], ErrorEvent]
+    source: EventSource
+    position: int  # in its notification
+
+    def make_event(self) -> ErrorEvent:
+        return self.source.event(self.position)
 
 
 @dataclass(frozen=True, slots=True)

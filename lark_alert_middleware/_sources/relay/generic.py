@@ -10,8 +10,8 @@ and `resolved` (a green card).
 
 from __future__ import annotations
 
-import functools
 import time
+from dataclasses import dataclass
 
 from pydantic import Field
 
@@ -45,7 +45,15 @@ class GenericAlert(Payload):
 def notification_of(body: bytes) -> Notification:
     """The alert of a generic post; PayloadError names what is wrong with it."""
     alert = validated(GenericAlert, body)
-    return Notification((RelayedAlert(None, "", True, functools.partial(_event, alert)),))
+    return Notification((RelayedAlert(None, "", True, GenericEventSource(alert), 0),))
+
+
+@dataclass(frozen=True, slots=True)
+class GenericEventSource:
+    alert: GenericAlert
+
+    def event(self, position: int) -> ErrorEvent:
+        return _event(self.alert)
 
 
 def _event(alert: GenericAlert) -> ErrorEvent:

@@ -9,14 +9,21 @@ configured (the README names `X-Grafana-Alerting-Timestamp`, which the relay rea
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import time
 
 from pydantic import Field
 
-from .alertmanager import AlertmanagerAlert, AlertmanagerNotification, Links, relayed_alert, runbook_of
+from .alertmanager import (
+    AlertmanagerAlert,
+    AlertmanagerEvents,
+    AlertmanagerNotification,
+    Links,
+    Pairs,
+    relayed,
+    runbook_of,
+)
 from .alerts import Notification, links
 from .payload import validated
 
@@ -48,39 +55,32 @@ class GrafanaNotification(AlertmanagerNotification):
 def notification_of(body: bytes) -> Notification:
     """The alerts of a Grafana notification; PayloadError names what is wrong with it."""
     payload = validated(GrafanaNotification, body)
-    return Notification(
-        tuple(
-            relayed_alert(
-                "grafana",
-                "Grafana",
-                alert,
-                functools.partial(_links, alert),
-                _values(alert),
-                payload.common_labels,
+    return relayed(GrafanaEvents(payload), len(body))
+
+
+class GrafanaEvents(AlertmanagerEvents):
+    tool = "grafana"
+    tool_name = "Grafana"
+
+    def links(self, alert: AlertmanagerAlert, firing: bool) -> Links:
+        assert isinstance(alert, GrafanaAlert)  # a GrafanaNotification holds only those
+        return links(
+            ("Dashboard", alert.dashboard_url),
+            ("Panel", alert.panel_url),
+            ("Silence", alert.silence_url if firing else None),
+            ("Runbook", runbook_of(alert)),
+            ("Alert rule", alert.generator_url),
+        )
+
+    def details(self, alert: AlertmanagerAlert) -> Pairs:
+        assert isinstance(alert, GrafanaAlert)
+        if alert.values:
+            return (
+                ("Values", ", ".join(f"{name}={_number(value)}" for name, value in alert.values.items())),
             )
-            for alert in payload.alerts
-        ),
-        payload.truncated_alerts,
-        len(body),
-    )
-
-
-def _links(alert: GrafanaAlert, firing: bool) -> Links:
-    return links(
-        ("Dashboard", alert.dashboard_url),
-        ("Panel", alert.panel_url),
-        ("Silence", alert.silence_url if firing else None),
-        ("Runbook", runbook_of(alert)),
-        ("Alert rule", alert.generator_url),
-    )
-
-
-def _values(alert: GrafanaAlert) -> tuple[tuple[str, str], ...]:
-    if alert.values:
-        return (("Values", ", ".join(f"{name}={_number(value)}" for name, value in alert.values.items())),)
-    if alert.value_string:
-        return (("Value", alert.value_string),)
-    return ()
+        if alert.value_string:
+            return (("Value", alert.value_string),)
+        return ()
 
 
 def _number(value: Value) -> str:

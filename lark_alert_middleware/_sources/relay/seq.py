@@ -9,9 +9,9 @@ and message template, and are deduplicated by the pipeline's window: a log event
 
 from __future__ import annotations
 
-import functools
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -68,7 +68,16 @@ def notification_of(body: bytes, seq_url: str | None = None) -> Notification:
     event = validated(SeqEvent, body)
     if not event.template and not event.message:
         raise PayloadError("@mt: a Seq event needs @mt or @m; paste the body template from the README")
-    return Notification((RelayedAlert(None, "", True, functools.partial(_event, event, seq_url)),))
+    return Notification((RelayedAlert(None, "", True, SeqEventSource(event, seq_url), 0),))
+
+
+@dataclass(frozen=True, slots=True)
+class SeqEventSource:
+    event_document: SeqEvent
+    seq_url: str | None
+
+    def event(self, position: int) -> ErrorEvent:
+        return _event(self.event_document, self.seq_url)
 
 
 def _event(event: SeqEvent, seq_url: str | None) -> ErrorEvent:

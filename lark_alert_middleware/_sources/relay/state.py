@@ -3,9 +3,9 @@
 `record(states, keep_seconds)` answers, for each (key, state) in order, whether the state
 differs from the one recorded (and records the new ones), or else how long the recorded one is
 still kept. A state is kept `keep_seconds` from when it was recorded, not from when it was last
-seen: a still-firing alert re-sent for longer than that counts as changed again (a reminder). With Redis, one script decides a batch
-atomically, so relay workers and replicas sharing it card each change once; while Redis fails,
-the in-process store decides (as dedup does).
+seen: a still-firing alert re-sent for longer than that counts as changed again (a reminder).
+With Redis, one script decides a batch atomically, so relay workers and replicas sharing it
+card each change once; while Redis fails, the in-process store decides (as dedup does).
 """
 
 from __future__ import annotations
