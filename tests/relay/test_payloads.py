@@ -15,6 +15,7 @@ from lark_alert_middleware._sources.relay.alerts import duration_text, group_lin
 from lark_alert_middleware._sources.relay.auth import TokenCheck
 from lark_alert_middleware._sources.relay.logs import SecretMask
 from lark_alert_middleware._sources.relay.payload import PayloadError
+from lark_alert_middleware._sources.relay.recent import RECENT_PAYLOADS, RecentPayloads
 
 from .conftest import ENDS_AT, GRAFANA_SECRET, TOKEN, alertmanager_group, payload
 
@@ -291,3 +292,35 @@ def test_a_seq_exception_that_is_not_text_is_shown_as_json() -> None:
     event = seq.notification_of(body(document)).alerts[0].make_event()
     assert event.exception_text is not None
     assert event.exception_text.traceback == '{"Message": "boom", "Type": "System.Exception"}'
+
+
+def test_a_body_seen_lately_is_parsed_once_and_a_broken_one_every_time() -> None:
+    parsed: list[bytes] = []
+
+    def parse(content: bytes) -> Any:
+        parsed.append(content)
+        return alertmanager.notification_of(content)
+
+    recent = RecentPayloads(parse)
+    group = body(payload("alertmanager"))
+    assert recent(group) is recent(group)
+    for _ in range(2):
+        with pytest.raises(PayloadError):
+            recent(b"{")
+    assert parsed == [group, b"{", b"{"]
+
+
+def test_only_the_latest_bodies_are_remembered() -> None:
+    parsed: list[bytes] = []
+
+    def parse(content: bytes) -> Any:
+        parsed.append(content)
+        return generic.notification_of(content)
+
+    recent = RecentPayloads(parse)
+    bodies = [body({"title": f"alert {number}"}) for number in range(RECENT_PAYLOADS + 1)]
+    for content in bodies:
+        recent(content)
+    recent(bodies[-1])
+    recent(bodies[0])  # the oldest was forgotten
+    assert len(parsed) == len(bodies) + 1

@@ -28,6 +28,7 @@ from .body import MAX_BODY_BYTES, BodyTooLarge, ClientGone, answer, read_body
 from .forward import Forwarder
 from .logs import mask_in_logs
 from .payload import PayloadError
+from .recent import RecentPayloads
 
 logger = logging.getLogger("lark_alert_middleware")
 
@@ -87,10 +88,12 @@ class Relay:
                 "lark_alert_middleware: LARK_ALERT_ENABLED is false: the relay takes alerts, cards none"
             )
         self._endpoints = {
-            "/alertmanager": Endpoint(alertmanager.notification_of),
-            "/grafana": Endpoint(grafana.notification_of, signed_by_grafana=True),
-            "/seq": Endpoint(functools.partial(seq.notification_of, seq_url=settings.seq_url)),
-            "/generic": Endpoint(generic.notification_of),
+            "/alertmanager": Endpoint(RecentPayloads(alertmanager.notification_of)),
+            "/grafana": Endpoint(RecentPayloads(grafana.notification_of), signed_by_grafana=True),
+            "/seq": Endpoint(
+                RecentPayloads(functools.partial(seq.notification_of, seq_url=settings.seq_url))
+            ),
+            "/generic": Endpoint(RecentPayloads(generic.notification_of)),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
