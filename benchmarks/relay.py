@@ -1,6 +1,6 @@
 """The relay's throughput and answer time, beside a bare uvicorn app answering the same POST.
 
-    python benchmarks/relay.py [--rounds 10] [--seconds 2] [--connections 8] [--rate 2000]
+    python benchmarks/relay.py [--rounds 10] [--seconds 2] [--connections 8] [--rate 2000] [--fresh-bodies]
 
 Three servers, one uvicorn worker each (h11, access log off), on CPU 0 when taskset exists:
 the relay (`lark_alert_middleware.relay:app`, state and dedup in the local Redis when it
@@ -9,7 +9,9 @@ answers 202, and a second bare app: the A/A control, which shows what the method
 apart. A load generator on CPU 1 POSTs three-alert Alertmanager payloads on `--connections`
 keep-alive connections, cycling over 50 distinct alerts: after the first cycle (whose cards are
 posted before the rounds start) every alert is known, the steady state of a re-sending
-Alertmanager. Each round loads each server twice, in an order that rotates: as fast as it
+Alertmanager; its bodies repeat too, as Alertmanager's do, unless `--fresh-bodies` makes each
+one new (then every payload is parsed: the relay's worst case for a notification with nothing
+new). Each round loads each server twice, in an order that rotates: as fast as it
 answers (its payloads/s, and the CPU time its process used per payload, from /proc), then at
 `--rate` payloads/s in all, each connection sending on a schedule (its p99 answer time).
 The table gives each server's best round for payloads/s (interference only slows a round
@@ -40,6 +42,8 @@ TOKEN = "benchmark-relay-token-0123456789"
 DISTINCT_ALERTS = 50
 ALERTS_PER_PAYLOAD = 3
 SERVERS = ("bare", "relay", "bare again")
+# With --fresh-bodies each POST names another receiver here (same width): no body is seen twice.
+RECEIVER = b"lark-0000000000"
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 
 
@@ -91,7 +95,7 @@ def payloads() -> list[bytes]:
                 "groupKey": '{}:{alertname="HighRequestLatency"}',
                 "truncatedAlerts": 0,
                 "status": "firing",
-                "receiver": "lark",
+                "receiver": RECEIVER.decode(),
                 "groupLabels": {"alertname": "HighRequestLatency"},
                 "commonLabels": {"alertname": "HighRequestLatency", "severity": "page"},
                 "commonAnnotations": {"summary": "High request latency"},
@@ -123,6 +127,7 @@ async def one_connection(
     latencies: list[float],
     interval: float | None,
     offset: float,
+    fresh: bool,
 ) -> None:
     """POSTs one after the other, as fast as answered, or each `interval` seconds after the
     previous one was due (answer times count from the sending: on this shared machine the
@@ -137,7 +142,10 @@ async def one_connection(
             started = time.perf_counter()
             if started >= deadline:
                 return
-            writer.write(requests[index % len(requests)])
+            request = requests[index % len(requests)]
+            if fresh:
+                request = request.replace(RECEIVER, b"lark-%010d" % (start * 100_000_000 + index))
+            writer.write(request)
             index += 1
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 202"):
@@ -152,7 +160,9 @@ async def one_connection(
         writer.close()
 
 
-async def load(url: str, connections: int, seconds: float, rate: float | None) -> dict[str, float]:
+async def load(
+    url: str, connections: int, seconds: float, rate: float | None, fresh: bool = False
+) -> dict[str, float]:
     """`seconds` of POSTs on `connections`: as fast as answered, or `rate` a second in all."""
     host, port = url.removeprefix("http://").split(":")
     requests = requests_for(host, int(port))
@@ -171,6 +181,7 @@ async def load(url: str, connections: int, seconds: float, rate: float | None) -
                 latencies,
                 interval,
                 (interval or 0.0) * number / connections,
+                fresh,
             )
             for number in range(connections)
         )
@@ -224,11 +235,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(
-    server: subprocess.Popen[bytes], url: str, seconds: float, connections: int, rate: float | None = None
+    server: subprocess.Popen[bytes],
+    url: str,
+    seconds: float,
+    connections: int,
+    rate: float | None = None,
+    fresh: bool = False,
 ) -> dict[str, float]:
     """A round of load: payloads/s, p99 ms, and the server's CPU µs per payload."""
     command = [sys.executable, __file__, "--load", url, "--seconds", str(seconds)]
     command += ["--connections", str(connections), "--rate", str(rate or 0)]
+    command += ["--fresh-bodies"] if fresh else []
     cpu_before = cpu_seconds(server.pid)
     output = subprocess.run(on_cpu(1, command), check=True, capture_output=True, text=True).stdout
     result = dict(json.loads(output))
@@ -267,7 +284,7 @@ def redis_url() -> str | None:
 Samples = dict[str, dict[str, list[dict[str, float]]]]  # server -> "saturated"/"paced" -> rounds
 
 
-def run(rounds: int, seconds: float, connections: int, rate: float) -> None:
+def run(rounds: int, seconds: float, connections: int, rate: float, fresh: bool) -> None:
     from lark_alert_middleware.testing import LarkReceiver
 
     shared_redis = redis_url()
@@ -289,8 +306,9 @@ def run(rounds: int, seconds: float, connections: int, rate: float) -> None:
             for index in range(rounds):
                 shift = index % len(SERVERS)
                 for name in SERVERS[shift:] + SERVERS[:shift]:
-                    samples[name]["saturated"].append(measure(*servers[name], seconds, connections))
-                    samples[name]["paced"].append(measure(*servers[name], seconds, connections, rate))
+                    saturated = measure(*servers[name], seconds, connections, None, fresh)
+                    samples[name]["saturated"].append(saturated)
+                    samples[name]["paced"].append(measure(*servers[name], seconds, connections, rate, fresh))
                 print(f"  round {index + 1}/{rounds}", file=sys.stderr, flush=True)
         finally:
             for process, _ in servers.values():
@@ -300,7 +318,9 @@ def run(rounds: int, seconds: float, connections: int, rate: float) -> None:
     if shared_redis:
         _delete_keys(shared_redis, prefix)
     print(f"\n{rounds} interleaved rounds of {seconds:g} s, {connections} connections, one worker each;")
-    print(f"relay state in {'Redis' if shared_redis else 'the process'}; {cards} cards (the first cycle)\n")
+    bodies = "every body new (--fresh-bodies)" if fresh else "50 bodies, re-sent"
+    where = "Redis" if shared_redis else "the process"
+    print(f"relay state in {where}; {cards} cards (the first cycle); {bodies}\n")
     report(samples, rate)
 
 
@@ -354,13 +374,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rate", type=float, default=2000.0, help="payloads/s of the p99 rounds")
+    parser.add_argument(
+        "--fresh-bodies",
+        action="store_true",
+        help="make every body new (another receiver name): no payload is parsed only once",
+    )
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.load:
-        rate = arguments.rate or None
-        print(json.dumps(asyncio.run(load(arguments.load, arguments.connections, arguments.seconds, rate))))
+        rate, fresh = arguments.rate or None, arguments.fresh_bodies
+        result = asyncio.run(load(arguments.load, arguments.connections, arguments.seconds, rate, fresh))
+        print(json.dumps(result))
         return
-    run(arguments.rounds, arguments.seconds, arguments.connections, arguments.rate)
+    run(arguments.rounds, arguments.seconds, arguments.connections, arguments.rate, arguments.fresh_bodies)
 
 
 if __name__ == "__main__":
