@@ -1,7 +1,8 @@
 """Report failing FastAPI/Starlette requests to a Lark (Feishu) group, once per error per window.
 
 The public API is `__all__`, plus the documented modules `testing` (a Lark-compatible receiver
-for tests), `preview` (cards as HTML) and `cli` (`lark-alert`). Everything else is private.
+for tests), `preview` (cards as HTML), `cli` (`lark-alert`) and `relay` (Alertmanager, Grafana,
+Seq and any webhook as cards: `relay:app`, `create_relay`). Everything else is private.
 """
 
 from ._config import AlertSettings, ConfigurationError

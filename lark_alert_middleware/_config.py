@@ -147,6 +147,16 @@ class AlertSettings(BaseSettings):
     capture_logs: LogLevel = Field(None, validation_alias="LARK_ALERT_CAPTURE_LOGS")
     # Redis Cluster: REDIS_URL names one or more of its nodes.
     redis_cluster: bool = Field(False, validate_default=True, validation_alias="LARK_ALERT_REDIS_CLUSTER")
+    # The relay (`lark-alert relay`): the token every POST carries, Grafana's signing secret,
+    # whether resolved alerts get a card, the relay's card template, and how long an alert's
+    # last carded state is kept (a still-firing alert is carded again after that).
+    relay_token: SecretStr | None = Field(None, validation_alias="LARK_RELAY_TOKEN")
+    relay_grafana_secret: SecretStr | None = Field(None, validation_alias="LARK_RELAY_GRAFANA_SECRET")
+    relay_send_resolved: bool = Field(True, validation_alias="LARK_RELAY_SEND_RESOLVED")
+    relay_template: Path | None = Field(None, validation_alias="LARK_RELAY_TEMPLATE")
+    relay_repeat_interval: int = Field(
+        4 * 3600, ge=60, le=30 * 24 * 3600, validation_alias="LARK_RELAY_REPEAT_INTERVAL"
+    )
     # When the card speaks again: escalation inside a window.
     escalate_at: ThresholdCounts = Field((10, 100, 1000, 10000), validation_alias="LARK_ALERT_ESCALATE_AT")
     check_interval: float = Field(5.0, ge=0.1, le=60, validation_alias="LARK_ALERT_CHECK_INTERVAL")
@@ -334,6 +344,26 @@ class AlertSettings(BaseSettings):
                 raise ValueError("holds bytes that are not UTF-8 text")
         return value
 
+    @field_validator("relay_token", "relay_grafana_secret")
+    @classmethod
+    def _relay_secret_is_long_and_printable(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        secret = value.get_secret_value().strip()
+        if not re.fullmatch(r"[!-~]{16,512}", secret):
+            raise ValueError(
+                "must be 16 to 512 printable ASCII characters without spaces; make one with "
+                "`openssl rand -hex 16`"
+            )
+        return SecretStr(secret)
+
+    @field_validator("relay_template")
+    @classmethod
+    def _relay_template_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {str(value)!r}")
+        return value
+
 
 class AlertOptions(TypedDict, total=False):
     """The keyword arguments of LarkAlertMiddleware: each overrides its environment variable."""
@@ -364,6 +394,11 @@ class AlertOptions(TypedDict, total=False):
     dedup_capacity: int
     capture_logs: str | int | None
     redis_cluster: bool
+    relay_token: str | None
+    relay_grafana_secret: str | None
+    relay_send_resolved: bool
+    relay_template: str | Path | None
+    relay_repeat_interval: int
     escalate_at: str | int | Iterable[int]
     check_interval: float
     memory_days: int
@@ -392,11 +427,19 @@ def _describe(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return f"{name}: unknown option; known options are {', '.join(sorted(AlertSettings.model_fields))}"
     shown = error.get("input")
-    if isinstance(shown, SecretStr) or field_name in ("webhook_url", "webhook_secret", "redis_url", "routes"):
+    if isinstance(shown, SecretStr) or field_name in _SECRET_FIELDS:
         return f"{name}: {message}"
     return f"{name}: {message} (got {shown!r})"
 
 
+_SECRET_FIELDS = (
+    "webhook_url",
+    "webhook_secret",
+    "redis_url",
+    "routes",
+    "relay_token",
+    "relay_grafana_secret",
+)
 _FIELD_BY_VARIABLE = {
     field.validation_alias: name
     for name, field in AlertSettings.model_fields.items()

@@ -1,4 +1,6 @@
-"""The command line: `lark-alert check | send-test | preview | routes` (or `python -m lark_alert_middleware`).
+"""The command line: `lark-alert check | send-test | preview | routes | relay`.
+
+Also `python -m lark_alert_middleware`.
 
 Every command reads the same environment variables as the middleware. Exit status: 0 all
 good, 1 a problem was found (and said in words), 2 the command was used wrongly.
@@ -323,6 +325,26 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
+def relay(arguments: argparse.Namespace) -> int:
+    from ._sources.relay.app import relay_settings  # the relay's modules, only for this command
+
+    relay_settings(load_settings())  # what is wrong is said here, before uvicorn starts
+    try:
+        import uvicorn
+    except ImportError:
+        raise Problem(
+            "the relay runs on uvicorn, which is not installed: pip install 'lark-alert-middleware[relay]'"
+        ) from None
+    uvicorn.run(
+        "lark_alert_middleware.relay:app",
+        host=arguments.host,
+        port=arguments.port,
+        workers=arguments.workers,
+        server_header=False,
+    )
+    return OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lark-alert",
@@ -367,6 +389,10 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("--logger", help="a log record's logger name")
     table.add_argument("--level", choices=LEVELS, help="the error's level")
     table.add_argument("--label", action="append", metavar="NAME=VALUE", help="a relayed alert's label")
+    serve = command("relay", relay, "serve the relay: Alertmanager, Grafana, Seq and webhooks as cards")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8025, help="port to listen on (default 8025)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     return parser
 
 

@@ -46,7 +46,12 @@ def _answers(url: str) -> bool:
 
 
 def start_uvicorn(
-    app: str, log_dir: Path, environment: dict[str, str], workers: int = 1, ready_path: str = "/ok"
+    app: str,
+    log_dir: Path,
+    environment: dict[str, str],
+    workers: int = 1,
+    ready_path: str = "/ok",
+    log_level: str = "warning",
 ) -> Server:
     """Start `uvicorn app` on a free loopback port with extra environment; return once it answers."""
     port = free_port()
@@ -65,7 +70,7 @@ def start_uvicorn(
         "--workers",
         str(workers),
         "--log-level",
-        "warning",
+        log_level,
     ]
     # A file, not a pipe: hundreds of logged tracebacks would fill a pipe and block the server.
     log = log_dir / f"uvicorn-{port}.log"

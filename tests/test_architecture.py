@@ -16,9 +16,9 @@ LAYERS = [
     {"_card"},
     {"_pipeline"},
     {"_sources"},
-    {"__init__", "__main__", "cli", "preview", "testing", "pytest_plugin"},
+    {"__init__", "__main__", "cli", "preview", "testing", "pytest_plugin", "relay"},
 ]
-PUBLIC_MODULES = {"__init__", "__main__", "cli", "preview", "testing", "pytest_plugin"}
+PUBLIC_MODULES = {"__init__", "__main__", "cli", "preview", "testing", "pytest_plugin", "relay"}
 
 
 def layer_of(top: str) -> int:

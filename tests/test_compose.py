@@ -13,13 +13,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from lark_alert_middleware._config import iter_variables, load_settings
+from lark_alert_middleware._sources.relay.app import relay_settings
 from lark_alert_middleware.testing import HOOK_PATH
 
 from .compose import REPO, environment, load_compose, option, variables_in
 
 SERVICES = load_compose()["services"]
 APPS = ("app-1", "app-2")
-LISTENING = ("lark", *APPS)
+LISTENING = ("lark", *APPS, "relay")
 
 
 def listen_port(name: str) -> int:
@@ -40,6 +41,7 @@ def test_the_fleet_is_redis_7_a_shared_inbox_two_replicas_and_traffic() -> None:
         "lark",
         *APPS,
         "traffic",
+        "relay",
     }
     assert str(SERVICES["redis"]["image"]).startswith("redis:7")
     assert SERVICES["app-1"]["command"] == SERVICES["app-2"]["command"]
@@ -66,7 +68,7 @@ def test_every_file_the_dockerfile_copies_exists() -> None:
             assert (REPO / source).exists(), source
 
 
-@pytest.mark.parametrize("name", ["lark", *APPS, "traffic"])
+@pytest.mark.parametrize("name", ["lark", *APPS, "traffic", "relay"])
 def test_every_command_runs_a_module_that_exists(name: str) -> None:
     command = SERVICES[name]["command"]
     if command[0] == "uvicorn":
@@ -165,3 +167,16 @@ def test_the_cluster_replicas_reach_the_cluster_and_their_configuration_is_valid
     assert load_settings().redis_cluster
     targets = [urlsplit(url).hostname for url in SERVICES["traffic-cluster"]["command"][3:]]
     assert targets == list(CLUSTER_APPS)
+
+
+def test_the_relay_posts_to_the_inbox_shares_redis_and_starts_as_compose_gives_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = environment(SERVICES["relay"])
+    apps = environment(SERVICES["app-1"])
+    for name in ("LARK_WEBHOOK_URL", "REDIS_URL", "LARK_ALERT_ALLOWED_WEBHOOK_HOSTS"):
+        assert settings[name] == apps[name]
+    assert SERVICES["relay"]["command"][2:4] == ["lark_alert_middleware", "relay"]
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    relay_settings(load_settings())  # a token is set: the relay starts

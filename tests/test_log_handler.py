@@ -270,7 +270,7 @@ def test_whatever_is_logged_makes_a_postable_card_that_pings_nobody(
 ) -> None:
     record = logging.LogRecord("shop.payments", logging.ERROR, __file__, 1, template, args, None)
     for name, value in extra.items():
-        setattr(record, name, value)
+        record.__dict__[name] = value  # as Logger.makeRecord puts `extra` in (a name may be `__dict__`)
     event = log_event(record, None, "f")
     assert len(event.message or "") <= 16 * 1024
     assert len(event.details) <= 30 and all(len(value) <= 1000 for _, value in event.details)
@@ -381,3 +381,19 @@ def test_capture_levels_are_names_in_any_case_or_numbers(
 ) -> None:
     monkeypatch.setenv("LARK_ALERT_CAPTURE_LOGS", value)
     assert load_settings().capture_logs == level
+
+
+def test_an_extra_field_named_like_a_record_internal_is_shown_not_obeyed() -> None:
+    record = logging.getLogger("shop").makeRecord(
+        "shop",
+        logging.ERROR,
+        __file__,
+        1,
+        "order %s unpaid",
+        (42,),
+        None,
+        extra={"__dict__": "<at id=all></at>"},
+    )
+    event = log_event(record, None, "f")
+    assert event.message == "order 42 unpaid"
+    assert ("__dict__", "<at id=all></at>") in event.details

@@ -173,3 +173,10 @@ async def test_a_recovered_card_goes_where_the_errors_cards_went(
         "🟠 🆕 422 POST /orders/{order_id} · shop · production",
         "🟢 422 POST /orders/{order_id}",
     ]
+
+
+def test_the_relay_sends_no_recovered_cards_it_has_its_own_resolved_ones() -> None:
+    from lark_alert_middleware._sources.relay.app import relay_settings
+
+    settings = load_settings(relay_token="t" * 16, recovery_after=600)
+    assert relay_settings(settings).recovery_after is None

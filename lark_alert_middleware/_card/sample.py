@@ -163,11 +163,30 @@ def sample_events() -> dict[str, tuple[ErrorEvent, str]]:
                 timestamp=http.timestamp,
                 source=RELAY,
                 level="critical",
-                subject="HighErrorRate: checkout 5xx above 5%",
-                message="The checkout service answers 7.3% of requests with a 5xx.",
+                # As the relay makes it of an Alertmanager notification (`_sources/relay/`).
+                subject="HighErrorRate (instance=checkout-2:8000)",
+                message="Checkout answers 7.3% of requests with a 5xx\n\n"
+                "The 5xx rate of checkout-2:8000 has been above 5% for 10 minutes.",
+                logger_name="Alertmanager",
                 fingerprint="RELAY alertmanager 3f1c2d9e8b7a4c6d",
-                labels=(("alertname", "HighErrorRate"), ("service", "checkout"), ("severity", "critical")),
-                links=(("Silence", "https://alertmanager.example.com/#/silences/new"),),
+                labels=(
+                    ("alertname", "HighErrorRate"),
+                    ("instance", "checkout-2:8000"),
+                    ("service", "checkout"),
+                    ("severity", "critical"),
+                ),
+                details=(("In this group", "and 2 still firing"),),
+                links=(
+                    (
+                        "Source",
+                        "https://prometheus.example.com/graph?g0.expr=job%3Ahttp_5xx_ratio%3Arate5m+%3E+0.05",
+                    ),
+                    (
+                        "Silence",
+                        "https://alertmanager.example.com/#/silences/new?filter=%7Balertname%3D%22HighErrorRate%22%7D",
+                    ),
+                    ("Runbook", "https://runbooks.example.com/high-error-rate"),
+                ),
             ),
             "RELAY alertmanager 3f1c2d9e8b7a4c6d",
         ),

@@ -302,7 +302,8 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
         "trace_id": event.trace_id,
         "trace_url": _link(card.trace_url, "{trace_id}", event.trace_id) if event.trace_id else None,
         "repeats": _repeats(view.repeats),
-        "novelty": view.history.novelty if view.history is not None else None,
+        # A resolved card (a relayed alert's) is about the end of an error, not a new one.
+        "novelty": view.history.novelty if view.history is not None and severity != "resolved" else None,
         "history": _history(view.history, event.timestamp, card.memory_days),
         "mentions": card.mentions if is_error else NO_MENTIONS,
         "keyword": card.keyword,

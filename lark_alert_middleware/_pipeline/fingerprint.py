@@ -79,3 +79,14 @@ def capture_fingerprint(exception: BaseException | None, raised_in: str) -> str:
 def message_fingerprint(level: str, text: str) -> str:
     """A message code reported: its level and text."""
     return f"MESSAGE {level} {text[:TEMPLATE_CHARACTERS]}"
+
+
+def relay_fingerprint(identity: str, resolved: bool) -> str:
+    """A relayed alert by its tool and identity; its resolution is an error of its own, so that
+    the green card is not deduplicated away by the red one's window."""
+    return f"RELAY {identity}{' resolved' if resolved else ''}"
+
+
+def relayed_log_fingerprint(tool: str, level: str, template: str) -> str:
+    """A relayed log event (Seq) by its level and message template, as a log record is grouped."""
+    return f"RELAY {tool} {level} {template[:TEMPLATE_CHARACTERS]}"
