@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import logging
 import re
@@ -9,6 +10,7 @@ from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypedDict
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import redis
@@ -90,6 +92,27 @@ CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(parse_comma_lis
 LogLevel = Annotated[int | None, NoDecode, BeforeValidator(parse_log_level)]
 
 
+def parse_thresholds(value: Any) -> tuple[int, ...]:
+    """Read `10,100,1000` (or an iterable of ints) into ascending counts; empty turns it off."""
+    if isinstance(value, int):
+        value = [value]
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    counts = set()
+    for part in value:
+        try:
+            count = int(part)
+        except (TypeError, ValueError):
+            raise ValueError(f"{str(part).strip()!r} is not a count; use a list like 10,100,1000") from None
+        if not 2 <= count <= 1_000_000_000:
+            raise ValueError(f"{count} is not a count between 2 and 1,000,000,000 (1 is the first card)")
+        counts.add(count)
+    return tuple(sorted(counts))
+
+
+ThresholdCounts = Annotated[tuple[int, ...], NoDecode, BeforeValidator(parse_thresholds)]
+
+
 class AlertSettings(BaseSettings):
     """Every option of the middleware: read from the environment, overridden by keyword arguments."""
 
@@ -134,6 +157,58 @@ class AlertSettings(BaseSettings):
     relay_repeat_interval: int = Field(
         4 * 3600, ge=60, le=30 * 24 * 3600, validation_alias="LARK_RELAY_REPEAT_INTERVAL"
     )
+    # When the card speaks again: escalation inside a window.
+    escalate_at: ThresholdCounts = Field((10, 100, 1000, 10000), validation_alias="LARK_ALERT_ESCALATE_AT")
+    check_interval: float = Field(5.0, ge=0.1, le=60, validation_alias="LARK_ALERT_CHECK_INTERVAL")
+    # New, back or ongoing: how long errors are remembered, how long a quiet spell makes one Back.
+    memory_days: int = Field(14, ge=1, le=366, validation_alias="LARK_ALERT_MEMORY_DAYS")
+    regression_after: int = Field(86400, ge=1, validation_alias="LARK_ALERT_REGRESSION_AFTER")
+    # Recovered (opt-in): seconds an error carded must stay quiet for its green card.
+    recovery_after: int | None = Field(None, ge=1, validation_alias="LARK_ALERT_RECOVERY_AFTER")
+    # The daily summary (opt-in): when it is due, in which time zone.
+    daily_summary: dt.time | None = Field(None, validation_alias="LARK_ALERT_DAILY_SUMMARY")
+    timezone: str = Field("UTC", validation_alias="LARK_ALERT_TIMEZONE")
+
+    @field_validator("recovery_after", "daily_summary", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("daily_summary", mode="before")
+    @classmethod
+    def _time_of_day(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not value.strip():
+            return value  # blank: off (see _blank_is_off)
+        try:
+            at = dt.time.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                "is not a time of day like 09:00 or 17:30:00 (24-hour, two digits each)"
+            ) from None
+        if at.tzinfo is not None:
+            raise ValueError("must not name a time zone; set LARK_ALERT_TIMEZONE")
+        return at
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not an IANA time zone like UTC, Europe/Paris or Asia/Shanghai") from None
+        return value.strip()
+
+    @field_validator("regression_after", "recovery_after")
+    @classmethod
+    def _spell_within_memory(cls, value: int | None, info: ValidationInfo) -> int | None:
+        memory_days = info.data.get("memory_days")  # absent when itself invalid (reported)
+        if value is not None and memory_days is not None and value >= memory_days * 24 * 3600:
+            raise ValueError(
+                f"must be shorter than LARK_ALERT_MEMORY_DAYS ({memory_days} days, "
+                f"{memory_days * 86400} s): the errors would be forgotten first"
+            )
+        return value
+
     # Routes (issue 17); last: their validation reads the fields above.
     routes: Annotated[tuple[Route, ...], NoDecode] = Field((), validation_alias="LARK_ALERT_ROUTES")
 
@@ -324,6 +399,13 @@ class AlertOptions(TypedDict, total=False):
     relay_send_resolved: bool
     relay_template: str | Path | None
     relay_repeat_interval: int
+    escalate_at: str | int | Iterable[int]
+    check_interval: float
+    memory_days: int
+    regression_after: int
+    recovery_after: int | None
+    daily_summary: str | dt.time | None
+    timezone: str
     routes: str | Path | Iterable[Route | Mapping[str, Any]] | None
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 # Frames of a traceback shown on a card: the innermost ones, where the error was raised.
 TRACEBACK_FRAMES = 12
+# What a slim copy of an event keeps of its texts, in characters (see `ErrorEvent.slim`).
+SLIM_TEXT_CHARACTERS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,34 @@ class ErrorEvent:
             return self
         return replace(self, exception=None, exception_text=ExceptionText.of(self.exception))
 
+    def slim(self) -> ErrorEvent:
+        """What later cards about this error name it by: no bodies, headers, query, details or
+        traceback, and texts cut short (kept while its window lasts, so small)."""
+        text = self.exception_text
+        if text is None and self.exception is not None:
+            try:
+                message = str(self.exception)
+            except Exception:
+                message = ""
+            text = ExceptionText(exception_name(self.exception), message, "")
+        if text is not None:
+            text = ExceptionText(text.type_name, text.message[:SLIM_TEXT_CHARACTERS], "")
+        return replace(
+            self,
+            path=self.path[:SLIM_TEXT_CHARACTERS],
+            query_string="",
+            headers=(),
+            request_body=NO_BODY,
+            response_body=NO_BODY,
+            exception=None,
+            exception_text=text,
+            subject=None if self.subject is None else self.subject[:SLIM_TEXT_CHARACTERS],
+            message=None if self.message is None else self.message[:SLIM_TEXT_CHARACTERS],
+            details=(),
+            labels=(),
+            links=(),
+        )
+
     @property
     def is_error(self) -> bool:
         """A server error or an exception (red, and first in line), rather than a client error (orange)."""
@@ -172,14 +202,38 @@ class Repeats:
     since: float | None
 
 
+# What an error's first card in a window says it is: not seen within the memory span, back
+# after a quiet spell, or happening still (the card then says how often since the previous one).
+NEW = "new"
+BACK = "back"
+ONGOING = "ongoing"
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the fleet remembered of an error when its window was claimed."""
+
+    novelty: str  # NEW, BACK or ONGOING
+    last_seen_at: float | None  # before this occurrence; None when new
+    first_seen_at: float | None  # within the memory span; None when new
+    total: int  # occurrences remembered, this one included
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
     """Claim the window of `key`, or, if it is taken, add `repeats_here` and this occurrence to its
-    next alert's count."""
+    next alert's count.
+
+    `name` (what later cards call the error, cut short), `severity` and `destinations` (where its
+    cards go) are remembered with it, so that any replica can send its recovered card.
+    """
 
     key: str
     window_seconds: int
     repeats_here: int
+    name: str = ""
+    severity: str = ""
+    destinations: tuple[int, ...] = ()  # places in the pipeline's list of destinations
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +244,122 @@ class Claim:
     remaining_seconds: float
     repeats: int = 0
     previous_alert_at: float | None = None
+    history: History | None = None  # with `first`
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Counts inside one window at which `destination` hears of an error again, each once, fleet-wide."""
+
+    destination: int  # its place in the pipeline's list of destinations (0: the default)
+    counts: tuple[int, ...]  # ascending, each at least 2 (1 is the window's first card)
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatCount:
+    """Repeats of `key` counted in this process since they were last handed over, and whose
+    thresholds to check its count against."""
+
+    key: str
+    repeats: int
+    thresholds: tuple[Thresholds, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    """The store's answer to a `RepeatCount`: `key`'s count inside its window reached `threshold`
+    of `destination`'s, and no caller was told so before."""
+
+    key: str
+    destination: int
+    threshold: int
+    count: int
+    window_started_at: float
+    previous: int = 0  # the highest threshold announced in the window before this one (0: none)
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """An error whose count inside its window crossed a threshold."""
+
+    fingerprint: str
+    example: ErrorEvent | None  # a slim occurrence this process saw, to name it by; None if forgotten
+    threshold: int
+    count: int
+    window_started_at: float
+    counted_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationNotice:
+    """The escalations one check found for one destination: they go out at once, on one card."""
+
+    destination: int
+    escalations: tuple[Escalation, ...]
+    thresholds: tuple[int, ...]
+    # Whom the card mentions when the destination's own cards do not (a route's mention_after).
+    mentions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Tracking:
+    """What the stores keep of a service and environment besides each error's own keys (opt-in)."""
+
+    fleet: str = ""  # the key of the service and environment (see `dedup.fleet_of`)
+    recovery_after: int = 0  # seconds: errors still firing are tracked, for their recovered card; 0: off
+    summary_due: float = 0.0  # when the summary of the period counted now is due; 0: no summary
+
+
+NO_TRACKING = Tracking()
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """An error that was carded, then stayed quiet for the recovery span: its episode, as remembered."""
+
+    key: str
+    name: str  # as remembered (see ClaimRequest)
+    severity: str
+    started_at: float  # the episode's first occurrence, after the previous quiet spell
+    last_seen_at: float
+    count: int  # occurrences in the episode
+    destinations: tuple[int, ...] = ()  # where its cards went (see ClaimRequest)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryNotice:
+    """The errors one sweep found recovered: one green card."""
+
+    recoveries: tuple[Recovery, ...]
+    checked_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryLine:
+    """One error on the daily summary: how often in the period, and whether it is new or still firing."""
+
+    name: str  # as remembered (see ClaimRequest)
+    severity: str
+    count: int
+    new: bool
+    firing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DailySummary:
+    """The day's errors, for the card a team lead reads in the morning."""
+
+    started_at: float  # the previous summary's time, or when the fleet started counting, if later
+    ended_at: float  # when this one was due
+    total: int  # errors in the period
+    kinds: int  # distinct errors
+    new_kinds: int
+    lines: tuple[SummaryLine, ...]  # the most frequent, then new ones not among them
+    timezone: str = "UTC"
+
+
+# Cards that are not about one new error: made by the card stage, posted like alerts.
+Notice = EscalationNotice | RecoveryNotice | DailySummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +369,7 @@ class Alert:
     fingerprint: str
     event: ErrorEvent
     repeats: Repeats
+    history: History | None = None  # None when dedup is off
 
 
 @dataclass(frozen=True, slots=True)

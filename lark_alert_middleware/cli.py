@@ -24,6 +24,7 @@ import httpx
 
 from ._card.maker import CardMaker
 from ._card.render import CARD_BUDGET
+from ._card.sample import KINDS
 from ._config import AlertSettings, ConfigurationError, load_settings, webhook_host_kind
 from ._lark.urls import safe_url
 from ._lark.webhook import LarkAnswer, LarkWebhook, Outcome, redact_url
@@ -190,6 +191,8 @@ def preview(arguments: argparse.Namespace) -> int:
     if arguments.event:
         event = _event(arguments.event)
         rendered = cards.event_card(event, default_fingerprint(event))
+    elif arguments.kind:
+        rendered = cards.kind_card(arguments.kind)
     else:
         rendered = cards.sample_card(arguments.source)
     if arguments.html is None:
@@ -365,6 +368,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=SOURCES,
         default=HTTP,
         help="whose sample card: a failing request (http, the default) or another source",
+    )
+    show.add_argument(
+        "--kind",
+        choices=KINDS,
+        help="a sample of this kind of card instead: an error's first card when it is new, back "
+        "or repeated, an escalation, a recovered card or the daily summary",
     )
     table = command(
         "routes",

@@ -12,7 +12,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,12 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as redis_asyncio
 
 from lark_alert_middleware import LarkAlertMiddleware
+from lark_alert_middleware._pipeline.dedup import DedupStore, InProcessDedupStore, RedisDedupStore
+from lark_alert_middleware._pipeline.memory import Memory
+from lark_alert_middleware._pipeline.redis_keys import claim_keys
 from lark_alert_middleware.testing import LarkReceiver
 
 SHARED_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -84,6 +88,39 @@ def redis_prefix() -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+# Errors remembered for an hour, Back after a minute: what store tests reason with.
+QUICK_MEMORY = Memory(seconds=3600, regression_after=60)
+StoreFactory = Callable[[], DedupStore]
+
+
+@pytest.fixture(params=["in-process", "redis"])
+async def replicas(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[StoreFactory]:
+    """Makes the dedup store of one more replica of a fleet: a Redis client on this test's prefix
+    of the shared Redis, or, in-process, the one store they all share."""
+    if request.param == "in-process":
+        shared = InProcessDedupStore(100, QUICK_MEMORY)
+        yield lambda: shared
+        return
+    clients: list[redis_asyncio.Redis] = []
+
+    def replica() -> DedupStore:
+        clients.append(redis_asyncio.Redis.from_url(SHARED_REDIS_URL))
+        return RedisDedupStore(clients[-1], redis_prefix, QUICK_MEMORY)
+
+    yield replica
+    for client in clients:
+        await client.aclose()
+
+
+async def end_window(store: DedupStore, key: str) -> None:
+    """End `key`'s window now, as its expiry would (Redis expires keys on its own clock)."""
+    if isinstance(store, RedisDedupStore):
+        await store._client.delete(claim_keys(store._prefix, key)[0])
+    else:
+        assert isinstance(store, InProcessDedupStore)
+        store._entries[key].window_ends = 0.0
 
 
 @dataclass
@@ -182,10 +219,14 @@ def card_full_title(card: dict[str, object]) -> str:
 
 
 def title_subject(title: str) -> str:
-    """What failed, e.g. `500 GET /items/{item_id}`: a card title without severity icon, service and env."""
+    """What failed, e.g. `500 GET /items/{item_id}`: a card title without severity icon, service and env
+    (nor the mark of a new or returning error)."""
     subject = title.split(" · ")[0]
     icon, _, rest = subject.partition(" ")
-    return rest if icon in ("🔴", "🟠") else subject
+    if icon not in ("🔴", "🟠"):
+        return subject
+    mark, _, after_mark = rest.partition(" ")
+    return after_mark if mark in ("🆕", "🔁") else rest
 
 
 def card_title(card: dict[str, object]) -> str:

@@ -56,7 +56,7 @@ def test_capture_exception_reports_the_exception_being_handled_with_its_context_
     [card] = flushed_cards(lark_receiver)
     assert (
         card_full_title(card)
-        == "🔴 ZeroDivisionError: integer division or modulo by zero · billing · production"
+        == "🔴 🆕 ZeroDivisionError: integer division or modulo by zero · billing · production"
     )
     text = shown_text(card)
     for fact in ("reported by the code", "**job**\nnightly-invoices", "**customer**\n1234", "in split_total"):
@@ -81,7 +81,7 @@ def test_one_bug_with_different_messages_is_one_error_and_another_place_is_anoth
         except ValueError as error:
             capture_exception(error)
     capture_exception(ValueError("made, never raised"))  # where it was reported: this test
-    titles = [card_title(card) for card in flushed_cards(lark_receiver)]
+    titles = sorted(card_title(card) for card in flushed_cards(lark_receiver))  # posted concurrently
     assert titles == ["ValueError: card declined for order 0", "ValueError: made, never raised"]
     pipeline = current_pipeline.get()
     assert pipeline is not None and pipeline.stats().deduplicated == 19
@@ -109,7 +109,8 @@ def test_capture_message_reports_text_at_its_level(
     capture_message("disk almost full on <at id=all></at> {{ host }}", level=level, free="2%")
     [card] = flushed_cards(lark_receiver)
     assert card["header"]["template"] == colour  # type: ignore[index]
-    assert card_full_title(card).startswith(f"{icon} disk almost full on <at id=all></at> {{{{ host }}}} · ")
+    title = card_full_title(card)
+    assert title.startswith(f"{icon} 🆕 disk almost full on <at id=all></at> {{{{ host }}}} · ")
     assert "**free**\n2%" in shown_text(card)
     assert count_mentions(markdown_text(card)) == 0  # shown as text, pinging nobody
 
@@ -174,7 +175,7 @@ def test_inside_an_app_capture_uses_the_middlewares_pipeline(lark_receiver: Lark
     with TestClient(app) as client:
         assert client.get("/refund").status_code == 200
     [card] = lark_receiver.wait_for_cards(1)
-    assert card_full_title(card) == "🔴 ValueError: card declined for order 3 · orders · production"
+    assert card_full_title(card) == "🔴 🆕 ValueError: card declined for order 3 · orders · production"
     alerter = find_middleware(app).alerter
     assert alerter is not None and alerter.stats().raised == 1
 
@@ -186,7 +187,7 @@ def test_outside_any_app_the_pipeline_is_built_from_the_environment(
     monkeypatch.setenv("LARK_ALERT_SERVICE", "invoicer")
     capture_message("nightly run skipped")
     [card] = flushed_cards(lark_receiver)
-    assert card_full_title(card) == "🔴 nightly run skipped · invoicer · production"
+    assert card_full_title(card) == "🔴 🆕 nightly run skipped · invoicer · production"
 
 
 def test_configure_refuses_a_bad_option_naming_it() -> None:

@@ -209,6 +209,29 @@ def test_preview_prints_the_sample_card_as_json(
     assert card_full_title(card) == "🔴 500 POST /orders/{order_id}/split · orders · production"
 
 
+@pytest.mark.parametrize(
+    ("kind", "title"),
+    [
+        ("new", "🔴 🆕 500 POST /orders/{order_id}/split · orders · production"),
+        ("back", "🔴 🔁 500 POST /orders/{order_id}/split · orders · production"),
+        ("repeated", "🔴 500 POST /orders/{order_id}/split · orders · production"),
+        (
+            "escalation",
+            "🔴 📈 500 POST /orders/{order_id}/split: now 1,042 times in 4 min · orders · production",
+        ),
+        ("recovered", "🟢 500 POST /orders/{order_id}/split: quiet for 10 min · orders · production"),
+        ("summary", "📋 Daily summary: 1,551 errors · orders · production"),
+    ],
+)
+def test_preview_prints_a_sample_of_each_kind_of_card(
+    kind: str, title: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LARK_ALERT_SERVICE", "orders")
+    code, out, _ = run(capsys, "preview", "--kind", kind)
+    assert code == 0
+    assert card_full_title(json.loads(out)) == title
+
+
 def test_the_readme_shows_the_default_card_as_preview_prints_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

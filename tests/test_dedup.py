@@ -23,7 +23,7 @@ from lark_alert_middleware._pipeline.dedup import (
     RedisDedupStore,
     dedup_key,
 )
-from lark_alert_middleware._records import Claim, ClaimRequest
+from lark_alert_middleware._records import NO_TRACKING, Claim, ClaimRequest, RepeatCount, Tracking
 
 from .conftest import SHARED_REDIS_URL, RedisServer
 
@@ -79,7 +79,7 @@ async def test_redis_store_reports_repeats_from_every_replica_in_the_next_alert(
     assert not (
         (await store.claim([ClaimRequest("key-2", 1, 3)], now=1000.2))[0]
     ).first  # another replica's repeats
-    await store.add_repeats({"key-2": 2})
+    await store.add_repeats([RepeatCount("key-2", 2)], now=1000.5)
     await redis_client.delete(f"{redis_prefix}{{key-2}}:window")  # the window ends
     claim = (await store.claim([ClaimRequest("key-2", 1, 1)], now=1002.0))[0]
     assert claim.first
@@ -179,9 +179,11 @@ class CountedRedisStore(RedisDedupStore):
 
     calls = 0
 
-    async def claim(self, requests: Sequence[ClaimRequest], now: float) -> list[Claim]:
+    async def claim(
+        self, requests: Sequence[ClaimRequest], now: float, tracking: Tracking = NO_TRACKING
+    ) -> list[Claim]:
         self.calls += 1
-        return await super().claim(requests, now)
+        return await super().claim(requests, now, tracking)
 
 
 async def test_a_hung_redis_costs_one_timeout_then_the_breaker_keeps_claims_away(

@@ -86,7 +86,8 @@ def test_a_record_at_the_level_makes_a_card_with_logger_level_message_extra_and_
             UNPAID, 42, extra={"provider": "acme-pay", "attempt": 3, "api_key": "k-123456"}
         )
     [card] = logged.cards()
-    assert card_full_title(card) == "🔴 payment provider timed out, order 42 left unpaid · shop · production"
+    title = card_full_title(card)
+    assert title == "🔴 🆕 payment provider timed out, order 42 left unpaid · shop · production"
     text = shown_text(card)
     for fact in (
         "log record · shop.payments · ERROR",
@@ -136,7 +137,7 @@ def test_records_group_by_logger_level_and_exception_type_too(logged: Logged) ->
         logged.logger.error(UNPAID, 4, exc_info=error)
     titles = sorted(card_full_title(card).split(" · ")[0] for card in logged.cards())
     assert len(titles) == 5  # the second ValueError is a repeat
-    assert titles.count("🔴 payment provider timed out, order 4 left unpaid") == 2
+    assert titles.count("🔴 🆕 payment provider timed out, order 4 left unpaid") == 2
 
 
 def test_a_message_whose_arguments_do_not_fit_still_alerts(logged: Logged) -> None:

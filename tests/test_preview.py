@@ -8,12 +8,16 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
+import pytest
+
 from lark_alert_middleware._card.redact import Redactor
 from lark_alert_middleware._card.render import CardRenderer
 from lark_alert_middleware._card.sample import sample_event, sample_view
 from lark_alert_middleware._card.view import CardSettings, build_view
 from lark_alert_middleware._records import CapturedBody
 from lark_alert_middleware.preview import ShownCard, card_html, markdown_html, page_html
+
+from .conftest import client_for
 
 SETTINGS = CardSettings("orders", "production", "https://logs.example.com/?rid={request_id}")
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>\" onmouseover='x' <at id=all></at>"
@@ -146,3 +150,24 @@ def test_a_page_lists_cards_in_order_with_raw_json_one_click_away() -> None:
     assert page.count("<details><summary>Raw JSON</summary>") == 2
     raw = re.findall(r'<pre class="raw">(.*?)</pre>', page, re.DOTALL)
     assert [json.loads(text_of(block)) for block in raw] == [first, second]
+
+
+@pytest.mark.anyio
+async def test_the_demo_inbox_shows_a_sample_of_each_kind_of_card() -> None:
+    from starlette.applications import Starlette
+
+    from demo_app.inbox import inbox_routes
+
+    async with client_for(Starlette(routes=inbox_routes(None))) as client:
+        page = (await client.get("/_alerts/kinds")).text
+    headers = re.findall(
+        r'<header class="lark-card-header" style="background:(#\w+)[^"]*">([^<]*)</header>', page
+    )
+    assert [(colour, text_of(title).split(" · ")[0]) for colour, title in headers] == [
+        ("#f54a45", "🔴 🆕 500 POST /orders/{order_id}/split"),
+        ("#f54a45", "🔴 🔁 500 POST /orders/{order_id}/split"),
+        ("#f54a45", "🔴 500 POST /orders/{order_id}/split"),
+        ("#f54a45", "🔴 📈 500 POST /orders/{order_id}/split: now 1,042 times in 4 min"),
+        ("#2ea121", "🟢 500 POST /orders/{order_id}/split: quiet for 10 min"),
+        ("#3370ff", "📋 Daily summary: 1,551 errors"),
+    ]

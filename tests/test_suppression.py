@@ -31,9 +31,9 @@ def test_expired_repeats_are_taken_once() -> None:
     windows = SuppressionWindows(10)
     windows.open("f", ends=10.0, now=0.0)
     windows.count_repeat("f", now=1.0)
-    assert windows.take_expired_repeats(now=5.0) == {}
-    assert windows.take_expired_repeats(now=11.0) == {"f": 1}
-    assert windows.take_expired_repeats(now=12.0) == {}
+    assert windows.take_repeats(now=5.0) == {}
+    assert windows.take_repeats(now=11.0) == {"f": 1}
+    assert windows.take_repeats(now=12.0) == {}
 
 
 def test_capacity_bounds_memory() -> None:
@@ -100,7 +100,7 @@ def test_an_expired_window_with_untaken_repeats_is_kept_until_they_are_taken() -
     windows.open("quiet", ends=1.0, now=0.0)
     windows.open("third", ends=100.0, now=0.0)
     windows.open("fourth", ends=100.0, now=2.0)  # full: the expired window without repeats goes
-    assert windows.take_expired_repeats(now=2.0) == {"counted": 1}
+    assert windows.take_repeats(now=2.0) == {"counted": 1}
 
 
 def test_a_kept_window_follows_its_fingerprint_across_windows() -> None:
@@ -126,8 +126,8 @@ def test_a_window_dropped_to_make_room_is_ended_for_whoever_kept_it() -> None:
     assert windows.repeats_counted == 1  # its repeat still counts in the total
     assert windows.open("oldest", ends=200.0, now=1.0) == 0  # a new window counts from zero...
     # ...and the repeat of the dropped one goes to the store with the ended windows', once.
-    assert windows.take_expired_repeats(now=1.0) == {"oldest": 1}
-    assert windows.take_expired_repeats(now=1.0) == {}
+    assert windows.take_repeats(now=1.0) == {"oldest": 1}
+    assert windows.take_repeats(now=1.0) == {}
 
 
 def test_repeats_counted_is_every_repeat_whatever_became_of_its_window() -> None:
@@ -137,7 +137,7 @@ def test_repeats_counted_is_every_repeat_whatever_became_of_its_window() -> None
     for _ in range(3):
         windows.count_repeat("a", now=1.0)
     windows.count_repeat("b", now=1.0)
-    assert windows.take_expired_repeats(now=11.0) == {"a": 3}
+    assert windows.take_repeats(now=11.0) == {"a": 3}
     assert windows.repeats_counted == 4
     assert windows.repeats_counted == 4  # reading counts nothing
 
@@ -150,6 +150,6 @@ def test_a_forked_child_keeps_the_windows_but_not_the_parents_repeats() -> None:
     windows.count_repeat("open", now=0.5)
     windows.forget_after_fork()  # what a child runs: the parent reports those two
     assert windows.repeats_counted == 0
-    assert windows.take_expired_repeats(now=2.0) == {}
+    assert windows.take_repeats(now=2.0) == {}
     assert windows.count_repeat("open", now=2.0)  # still known to be reported
     assert windows.open("open", ends=200.0, now=100.0) == 1

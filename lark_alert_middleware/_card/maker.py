@@ -23,10 +23,28 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._config import ConfigurationError
-from .._records import HTTP, Alert, DigestSummary, ErrorEvent, MadeCard, RenderedCard
+from .._records import (
+    HTTP,
+    Alert,
+    DigestSummary,
+    ErrorEvent,
+    EscalationNotice,
+    MadeCard,
+    Notice,
+    RecoveryNotice,
+    RenderedCard,
+)
+from .notices import escalation_variables, recovered_variables, summary_variables
 from .redact import Redactor
-from .render import CardRenderer, checked_renderer, last_resort_card, minimal_card, minimal_subject
-from .sample import sample_view
+from .render import (
+    CARD_BUDGET,
+    CardRenderer,
+    checked_renderer,
+    last_resort_card,
+    minimal_card,
+    minimal_subject,
+)
+from .sample import NOTICE_KINDS, sample_history, sample_notice, sample_view
 from .view import (
     CARD_CPU_BUDGET_SECONDS,
     NOT_SHOWN,
@@ -40,6 +58,8 @@ from .view import (
 logger = logging.getLogger("lark_alert_middleware")
 
 T = TypeVar("T")
+# How many errors a notice card lists, tried in order until it fits (None: as many as it does).
+NOTICE_LISTS = (None, 5, 2, 1)
 # Cards waiting for the worker; more means it is stuck, and the rest go out as their titles alone.
 MAX_WAITING_CARDS = 100
 Failures = list[tuple[str, BaseException | None]]
@@ -78,6 +98,15 @@ class CardMaker:
         """A source's sample alert's card, as it would be posted (for `lark-alert`)."""
         return self._renderer().render(sample_view(self._redactor, source), self.settings)
 
+    def kind_card(self, kind: str) -> RenderedCard:
+        """A sample card of `kind` (one of sample.KINDS): the sample alert's first card as new,
+        back or repeated, or a sample escalation, recovered card or daily summary."""
+        if kind in NOTICE_KINDS:
+            return self.notice_card(sample_notice(kind)).rendered
+        history, repeats = sample_history(kind)
+        view = dataclasses.replace(sample_view(self._redactor), history=history, repeats=repeats)
+        return self._renderer().render(view, self.settings)
+
     def event_card(self, event: ErrorEvent, fingerprint: str) -> RenderedCard:
         """The card of `event`, as it would be posted the first time (for `lark-alert preview`)."""
         return self._renderer().render(build_view(event, fingerprint, None, self._redactor), self.settings)
@@ -92,7 +121,12 @@ class CardMaker:
         settings = self.settings
         event = alert.event
         view = build_view(
-            event, alert.fingerprint, alert.repeats, self._redactor, budget_seconds=self._budget_seconds
+            event,
+            alert.fingerprint,
+            alert.repeats,
+            self._redactor,
+            budget_seconds=self._budget_seconds,
+            history=alert.history,
         )
         failures: Failures = [(failure.part, failure.error) for failure in view.failures]
         try:
@@ -133,6 +167,31 @@ class CardMaker:
         self._report([("the digest card", TimeoutError(f"making it took longer than {seconds:g}s"))])
         return MadeCard(self._last_resort(summary), f"digest of {summary.total} errors", complete=False)
 
+    def notice_card(self, notice: Notice) -> MadeCard:
+        """The card of a notice (escalation, ...), listing fewer errors if it would not fit Lark's
+        20 KiB otherwise; its title alone, when it cannot be made."""
+        described = _described_notice(notice)
+        try:
+            for listed in NOTICE_LISTS:
+                name, variables = _notice_variables(notice, self._redactor, self.settings, listed)
+                rendered = self._renderer().render_notice(name, variables)
+                if rendered.size <= CARD_BUDGET:
+                    return MadeCard(rendered, described)
+            raise ValueError(
+                f"too large for a Lark card even with one error listed ({rendered.size:,} bytes)"
+            )
+        except Exception as error:
+            self._report([(f"the {described} card", error)])
+            return MadeCard(self._last_resort_notice(notice), described, complete=False)
+
+    def overdue_notice_card(self, notice: Notice, seconds: float) -> MadeCard:
+        described = _described_notice(notice)
+        self._report([(f"the {described} card", TimeoutError(f"making it took longer than {seconds:g}s"))])
+        return MadeCard(self._last_resort_notice(notice), described, complete=False)
+
+    def _last_resort_notice(self, notice: Notice) -> RenderedCard:
+        return last_resort_card(_described_notice(notice), "warning", self.settings)
+
     def _last_resort(self, summary: DigestSummary) -> RenderedCard:
         severity = "error" if summary.has_errors else "warning"
         return last_resort_card(f"{summary.total} more errors", severity, self.settings)
@@ -168,6 +227,27 @@ class CardMaker:
                     type(error).__name__,
                     exc_info=error,
                 )
+
+
+def _notice_variables(
+    notice: Notice, redactor: Redactor, card: CardSettings, listed: int | None
+) -> tuple[str, dict[str, Any]]:
+    """The notice's template (one of render.NOTICE_TEMPLATES) and its variables, listing at most
+    `listed` errors (None: as many as it does)."""
+    if isinstance(notice, EscalationNotice):
+        return "escalation", escalation_variables(notice, redactor, card, listed)
+    if isinstance(notice, RecoveryNotice):
+        return "recovered", recovered_variables(notice, redactor, card, listed)
+    return "summary", summary_variables(notice, redactor, card, listed)
+
+
+def _described_notice(notice: Notice) -> str:
+    """What a notice is, in a few words, for the log and a last-resort card."""
+    if isinstance(notice, EscalationNotice):
+        return f"escalation of {len(notice.escalations)} errors"
+    if isinstance(notice, RecoveryNotice):
+        return f"recovery of {len(notice.recoveries)} errors"
+    return f"daily summary of {notice.total} errors"
 
 
 def _described(view: AlertView) -> list[str]:

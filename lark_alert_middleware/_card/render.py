@@ -51,6 +51,8 @@ ENVELOPE_BYTES = 128
 CARD_BUDGET = LARK_BODY_LIMIT - ENVELOPE_BYTES
 # How much of a subject a card without a template shows.
 SUBJECT_CHARACTERS = 300
+# The built-in templates of cards that are not about one new error (`<name>.json.j2`).
+NOTICE_TEMPLATES = ("escalation", "recovered", "summary")
 
 # Tried in order until the card fits: bodies and traceback shrink before anything else.
 SHRINKING_SIZES = (
@@ -139,6 +141,9 @@ class CardRenderer:
         try:
             package_templates = _environment(jinja2.PackageLoader("lark_alert_middleware._card", "templates"))
             self._digest_template = package_templates.get_template("digest.json.j2")
+            self._notice_templates = {
+                name: package_templates.get_template(f"{name}.json.j2") for name in NOTICE_TEMPLATES
+            }
             if template_path is None:
                 self._template = package_templates.get_template("card.json.j2")
             else:
@@ -187,6 +192,11 @@ class CardRenderer:
         """The digest card; bounded by construction (at most DIGEST_LINES lines, each cut short)."""
         expected_mentions = count_mentions(card.mentions) if summary.has_errors else 0
         return self._render_once(digest_variables(summary, card), expected_mentions, self._digest_template)
+
+    def render_notice(self, name: str, variables: dict[str, Any]) -> RenderedCard:
+        """A notice card (one of NOTICE_TEMPLATES); bounded by construction, like the digest."""
+        expected_mentions = count_mentions(variables["mentions"])
+        return self._render_once(variables, expected_mentions, self._notice_templates[name])
 
     def _render_once(
         self,

@@ -1,21 +1,34 @@
 """Realistic sample alerts, one per source: they check templates at start-up (the HTTP one) and
-feed `lark-alert preview --source` and `send-test`."""
+feed `lark-alert preview --source` and `send-test`; and a sample of each kind of card
+(`lark-alert preview --kind`, the demo inbox's page of kinds)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from .._records import (
+    BACK,
     BACKGROUND,
     CAPTURE,
     HTTP,
     LOG,
+    NEW,
+    ONGOING,
     RELAY,
     STARTUP,
     WEBSOCKET,
     CapturedBody,
+    DailySummary,
     ErrorEvent,
+    Escalation,
+    EscalationNotice,
+    ExceptionText,
+    History,
+    Notice,
+    Recovery,
+    RecoveryNotice,
     Repeats,
+    SummaryLine,
 )
 from .redact import Redactor
 from .view import AlertView, ExceptionView, build_view
@@ -67,6 +80,7 @@ ZeroDivisionError: integer division or modulo by zero"""
 
 
 SAMPLE_FINGERPRINT = "POST /orders/{order_id}/split 500 ZeroDivisionError"
+SAMPLE_EXCEPTION = ("ZeroDivisionError", "integer division or modulo by zero")
 
 
 def sample_events() -> dict[str, tuple[ErrorEvent, str]]:
@@ -185,5 +199,50 @@ def sample_view(redactor: Redactor, source: str = HTTP) -> AlertView:
     view = build_view(event, fingerprint, Repeats(3, 1_767_225_540.0), redactor)
     if view.exception is None:
         return view
-    exception = ExceptionView("ZeroDivisionError", "integer division or modulo by zero", SAMPLE_TRACEBACK)
+    exception = ExceptionView(*SAMPLE_EXCEPTION, SAMPLE_TRACEBACK)
     return dataclasses.replace(view, exception=exception)
+
+
+# Each kind of card: an error's first card in a window (new, back, or repeated: ongoing), and
+# the notices that speak of errors already carded.
+ALERT_KINDS = {NEW: "new", BACK: "back", ONGOING: "repeated"}
+NOTICE_KINDS = ("escalation", "recovered", "summary")
+KINDS = (*ALERT_KINDS.values(), *NOTICE_KINDS)
+DAY = 24 * 3600.0
+
+
+def sample_history(kind: str) -> tuple[History, Repeats | None]:
+    """The history (and repeats) of the sample alert as its `kind` of first card shows them."""
+    now = sample_event().timestamp
+    if kind == "new":
+        return History(NEW, None, None, 1), None
+    if kind == "back":
+        return History(BACK, now - 3 * DAY - 7200, now - 20 * DAY, 1234), None
+    return History(ONGOING, now - 60, now - 2 * DAY, 97), Repeats(3, now - 60)
+
+
+def sample_notice(kind: str) -> Notice:
+    """A sample notice of `kind` (one of NOTICE_KINDS), about the sample alert and two others."""
+    event, fingerprint = sample_events()[HTTP]
+    now = event.timestamp
+    if kind == "escalation":
+        example = dataclasses.replace(event.slim(), exception_text=ExceptionText(*SAMPLE_EXCEPTION, ""))
+        escalation = Escalation(fingerprint, example, 1000, 1042, now - 241, now)
+        return EscalationNotice(0, (escalation,), (10, 100, 1000, 10000))
+    if kind == "recovered":
+        recovery = Recovery(
+            "sample", "500 POST /orders/{order_id}/split", "error", now - 7380, now - 600, 1234
+        )
+        return RecoveryNotice((recovery,), now)
+    lines = (
+        SummaryLine("500 POST /orders/{order_id}/split", "error", 1234, new=True, firing=True),
+        SummaryLine("404 GET /orders/{order_id}", "warning", 310, new=False, firing=False),
+        SummaryLine(
+            "LOG shop.payments ERROR payment provider timed out, order %s left unpaid",
+            "error",
+            7,
+            True,
+            False,
+        ),
+    )
+    return DailySummary(now - DAY, now, 1551, 5, 2, lines)

@@ -18,9 +18,11 @@ from .._records import (
     DigestSummary,
     ErrorEvent,
     ExceptionText,
+    History,
     Repeats,
     exception_name,
 )
+from . import spoken
 from .excerpt import BodyExcerpt, excerpt_body, printable
 from .markup import LarkText, mention_markup
 from .redact import Redactor
@@ -38,6 +40,7 @@ class CardSettings:
     keyword: str | None = None
     mentions: LarkText = NO_MENTIONS
     trace_url: str | None = None
+    memory_days: int = 14
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,7 @@ def card_settings(settings: AlertSettings, destination: Destination, service: st
         destination.keyword,
         mention_markup(destination.mentions),
         settings.trace_url,
+        settings.memory_days,
     )
 
 
@@ -111,6 +115,7 @@ class AlertView:
     details: list[tuple[str, str]] = field(default_factory=list)
     labels: list[tuple[str, str]] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)
+    history: History | None = None
 
 
 T = TypeVar("T")
@@ -141,6 +146,7 @@ def build_view(
     redactor: Redactor,
     *,
     budget_seconds: float = CARD_CPU_BUDGET_SECONDS,
+    history: History | None = None,
 ) -> AlertView:
     """The redacted view of an event. Never raises: what cannot be shown is left out and listed."""
     parts = _Parts(budget_seconds)
@@ -177,6 +183,7 @@ def build_view(
         labels=parts.build("labels", lambda: _pairs(event.labels, redactor), []) if event.labels else [],
         links=parts.build("links", lambda: _links(event.links, redactor), []) if event.links else [],
         failures=tuple(parts.failures),
+        history=history,
     )
 
 
@@ -295,6 +302,9 @@ def template_variables(view: AlertView, card: CardSettings, sizes: Sizes) -> tup
         "trace_id": event.trace_id,
         "trace_url": _link(card.trace_url, "{trace_id}", event.trace_id) if event.trace_id else None,
         "repeats": _repeats(view.repeats),
+        # A resolved card (a relayed alert's) is about the end of an error, not a new one.
+        "novelty": view.history.novelty if view.history is not None and severity != "resolved" else None,
+        "history": _history(view.history, event.timestamp, card.memory_days),
         "mentions": card.mentions if is_error else NO_MENTIONS,
         "keyword": card.keyword,
         "cut_note": "",
@@ -391,6 +401,20 @@ def _link(template: str | None, placeholder: str, value: str | None) -> str | No
     if template is None:
         return None
     return template.replace(placeholder, quote(value or "", safe=""))
+
+
+def _history(history: History | None, now: float, memory_days: int) -> dict[str, Any] | None:
+    """What the card says of the error's past: when last and first seen, how often, how long quiet."""
+    if history is None:
+        return None
+    last_seen, first_seen = history.last_seen_at, history.first_seen_at
+    return {
+        "last_seen": LarkText(spoken.moment(last_seen)) if last_seen is not None else None,
+        "first_seen": LarkText(spoken.moment(first_seen)) if first_seen is not None else None,
+        "quiet_for": spoken.duration(now - last_seen) if last_seen is not None else None,
+        "total": spoken.count(history.total),
+        "memory_days": memory_days,
+    }
 
 
 def _repeats(repeats: Repeats | None) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from .._config import AlertSettings
 from .._lark.limits import InProcessRateBudget, RateBudget
 from .._lark.sinks import LarkSink, LogSink, Sink
 from .._lark.webhook import LarkWebhook
-from .._records import Destination
+from .._records import Destination, Thresholds
 from .._routes_config import Route, captured_statuses
 from .._stats import Counters
 from .breaker import CircuitBreaker
@@ -28,10 +28,12 @@ from .clients import shared_clients
 from .dedup import DedupStore, FallbackDedupStore, InProcessDedupStore, RedisDedupStore
 from .digest import Digest
 from .fingerprint import FingerprintFunction
+from .memory import Memory
 from .outbox import Outbox
 from .pending import PendingWork
 from .pipeline import Delivery, LoopParts, Pipeline
 from .routing import Router, Target
+from .steward import FallbackSteward, InProcessSteward, RedisSteward, Steward
 from .windows import SuppressionWindows
 
 DEFAULT_SERVICE = "app"
@@ -95,15 +97,28 @@ def card_maker_for(
 ) -> CardMaker:
     """What makes the cards of `destination`: its template, and what the settings put on every card."""
     shown_service = service or settings.service or DEFAULT_SERVICE
-    if destination.mention_after is not None:
-        # Not on ordinary cards: only on the card that says the error reached mention_after in its
-        # window, which issue 18's escalation will send (made with the destination's mentions).
+    if destination.mention_after is not None and destination.mention_after > 1:
+        # Not on ordinary cards: only on the escalation card that says the error reached
+        # mention_after in its window (`Pipeline._escalate`).
         destination = replace(destination, mentions=())
     return CardMaker(
         Redactor(settings.redact_fields, scrub),
         card_settings(settings, destination, shown_service),
         template=destination.template,
     )
+
+
+def escalation_thresholds(settings: AlertSettings, destinations: list[Destination]) -> tuple[Thresholds, ...]:
+    """For each destination with any, the counts inside a window at which it hears of an error
+    again: LARK_ALERT_ESCALATE_AT, and a route's `mention_after` (its card mentions the route's people)."""
+    found = []
+    for index, destination in enumerate(destinations):
+        counts = set(settings.escalate_at)
+        if destination.mention_after is not None and destination.mention_after > 1:
+            counts.add(destination.mention_after)
+        if counts:
+            found.append(Thresholds(index, tuple(sorted(counts))))
+    return tuple(found)
 
 
 def webhook_for(destination: Destination, timeout: float) -> LarkWebhook | None:
@@ -131,18 +146,21 @@ def build_pipeline(
     webhooks = [webhook_for(destination, settings.post_timeout) for destination in destinations]
 
     def make_parts() -> LoopParts:
-        """On the alerter loop: the dedup store, a rate budget per webhook, an outbox per destination."""
-        local_store = InProcessDedupStore(settings.dedup_capacity)
+        """On the alerter loop: the dedup store, the steward, a rate budget per webhook, an outbox per
+        destination."""
+        memory = Memory(settings.memory_days * 24 * 3600, settings.regression_after)
+        local_store = InProcessDedupStore(settings.dedup_capacity, memory)
         store: DedupStore = local_store
+        steward: Steward = InProcessSteward(local_store)
         redis_client = breaker = None
         if settings.redis_url is not None:
             redis_client = shared_clients.redis(
                 settings.redis_url.get_secret_value(), settings.redis_timeout, cluster=settings.redis_cluster
             )
             breaker = CircuitBreaker(timeout=settings.redis_timeout * 2)
-            store = FallbackDedupStore(
-                RedisDedupStore(redis_client, settings.redis_key_prefix), local_store, breaker
-            )
+            prefix = settings.redis_key_prefix
+            store = FallbackDedupStore(RedisDedupStore(redis_client, prefix, memory), local_store, breaker)
+            steward = FallbackSteward(RedisSteward(redis_client, prefix), steward, breaker)
         budgets: dict[str, RateBudget] = {}
 
         def budget_for(webhook_url: str) -> RateBudget:
@@ -172,7 +190,7 @@ def build_pipeline(
                 pending=pending,
             )
             outboxes.append(outbox)
-        return LoopParts(store, tuple(outboxes))
+        return LoopParts(store, tuple(outboxes), steward)
 
     return Pipeline(
         settings,
@@ -183,4 +201,5 @@ def build_pipeline(
         pending=pending,
         make_parts=make_parts,
         fingerprint=fingerprint,
+        thresholds=escalation_thresholds(settings, destinations),
     )

@@ -4,8 +4,10 @@ Runs on the alerter thread only. Alerts wait in a queue of `queue_size`; what do
 folded into the destination's digest card ("37 more errors since …"), never dropped and never a
 flood. Server errors and exceptions go first: they are posted before client errors, one that
 finds the queue full takes the place of the newest client error (folded into the digest), and
-a client error kept waiting a minute by them goes to the digest too. Cards are made on a worker
-thread of their own (`CardWorker`), so that the loop never waits for one.
+a client error kept waiting a minute by them goes to the digest too. Notices (escalation,
+recovered, the daily summary) wait in a queue of their own, after server errors and before
+client errors. Cards are made on a worker thread of their own (`CardWorker`), so that the loop
+never waits for one.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from .._card.maker import CardMaker, CardWorker
 from .._lark.sinks import Sink
-from .._records import Alert, DigestSummary, MadeCard
+from .._records import Alert, DigestSummary, MadeCard, Notice
 from .._stats import Counters
 from .digest import Digest
 from .pending import PendingWork
@@ -59,6 +62,7 @@ class Outbox:
         self._digest = digest
         self._errors: deque[Alert] = deque()
         self._warnings: deque[Alert] = deque()
+        self._notices: deque[Notice] = deque()
         self._queue_size = queue_size
         self._slots = asyncio.Semaphore(max_in_flight)
         self._counters = counters
@@ -80,6 +84,15 @@ class Outbox:
                 return
             self._fold(self._warnings.pop())
         (self._errors if is_error else self._warnings).append(waiting)
+        self.wake()
+
+    def offer_notice(self, notice: Notice) -> None:
+        """Queue a notice; past the queue's size the oldest waiting one is given up (counted as dropped)."""
+        if len(self._notices) >= self._queue_size:
+            self._notices.popleft()
+            self._counters.add("dropped")
+            logger.warning("lark_alert_middleware: too many notices waiting for Lark; the oldest was dropped")
+        self._notices.append(notice)
         self.wake()
 
     def drain(self) -> None:
@@ -113,9 +126,12 @@ class Outbox:
     async def _send_all(self) -> None:
         while self.state is not OutboxState.CLOSED:
             self._fold_stale_warnings()
-            if self._errors or self._warnings:
+            if self._errors or (self._warnings and not self._notices):
                 await self._slots.acquire()
                 self._start(self._post_alert((self._errors or self._warnings).popleft()))
+            elif self._notices:
+                await self._slots.acquire()
+                self._start(self._post_notice(self._notices.popleft()))
             elif self._digest and self._digest_due():
                 await self._slots.acquire()
                 summary = self._digest.take()
@@ -162,31 +178,35 @@ class Outbox:
             logger.error("lark_alert_middleware: posting failed", exc_info=task.exception())
         self.wake()
 
-    async def _post_alert(self, alert: Alert) -> None:
+    def _post_alert(self, alert: Alert) -> Coroutine[Any, Any, None]:
+        cards = self._cards
+        return self._post(partial(cards.alert_card, alert), partial(cards.overdue_card, alert), 1)
+
+    def _post_digest(self, summary: DigestSummary) -> Coroutine[Any, Any, None]:
+        cards = self._cards
+        return self._post(
+            partial(cards.digest_card, summary), partial(cards.overdue_digest_card, summary), summary.units
+        )
+
+    def _post_notice(self, notice: Notice) -> Coroutine[Any, Any, None]:
+        cards = self._cards
+        # Not pending work (see Pipeline._notify): nothing to finish.
+        return self._post(partial(cards.notice_card, notice), partial(cards.overdue_notice_card, notice), 0)
+
+    async def _post(
+        self, make: Callable[[], MadeCard], overdue: Callable[[float], MadeCard], units: int
+    ) -> None:
+        """Make the card on the card worker and send it; past the deadline, send `overdue`'s instead."""
         try:
-            making = asyncio.get_running_loop().run_in_executor(
-                self._card_worker, self._cards.alert_card, alert
-            )
+            making = asyncio.get_running_loop().run_in_executor(self._card_worker, make)
             try:
                 made = await asyncio.wait_for(making, CARD_DEADLINE_SECONDS)
             except Exception:  # overdue, or the worker is full of overdue cards
-                made = self._cards.overdue_card(alert, CARD_DEADLINE_SECONDS)
+                made = overdue(CARD_DEADLINE_SECONDS)
             await self._send(made)
         finally:
-            self._finished(1)
-
-    async def _post_digest(self, summary: DigestSummary) -> None:
-        try:
-            making = asyncio.get_running_loop().run_in_executor(
-                self._card_worker, self._cards.digest_card, summary
-            )
-            try:
-                made = await asyncio.wait_for(making, CARD_DEADLINE_SECONDS)
-            except Exception:
-                made = self._cards.overdue_digest_card(summary, CARD_DEADLINE_SECONDS)
-            await self._send(made)
-        finally:
-            self._finished(summary.units)
+            if units:
+                self._finished(units)
 
     async def _send(self, made: MadeCard) -> None:
         if not made.complete:
@@ -203,4 +223,10 @@ class Outbox:
 
     @property
     def idle(self) -> bool:
-        return not self._errors and not self._warnings and not self._digest and not self._posts
+        return (
+            not self._errors
+            and not self._warnings
+            and not self._notices
+            and not self._digest
+            and not self._posts
+        )

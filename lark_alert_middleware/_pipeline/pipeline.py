@@ -8,7 +8,10 @@ rule), `name_service(name)` and `count_lost()`. All of them take microseconds on
 thread. Everything else runs on the alerter thread (`loop.py`): one
 consumer takes what was handed off, routes each error (`routing.py`), claims its window in the
 dedup store (one Redis round trip for a burst) and offers the alerts it won to the outboxes of
-its destinations.
+its destinations; every check interval, the repeats counted on the request path are handed to
+the store, which says which escalation thresholds they crossed fleet-wide, and the fleet's
+steward (`steward.py`), if this process is it, sweeps for recovered errors and sends the daily
+summary when it is due.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import asyncio
 import enum
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from time import monotonic
+from zoneinfo import ZoneInfo
 
 import anyio.lowlevel
 import anyio.to_thread
@@ -32,29 +37,46 @@ from .._records import (
     AlerterStats,
     Claim,
     ClaimRequest,
+    Crossing,
     Destination,
     ErrorEvent,
+    Escalation,
+    EscalationNotice,
     HandedOff,
+    Notice,
+    Recovery,
+    RecoveryNotice,
+    RepeatCount,
     Repeats,
+    Thresholds,
+    Tracking,
     as_text,
 )
 from .._stats import Counters
 from .clients import shared_clients
-from .dedup import DedupStore, FallbackDedupStore, dedup_key
+from .dedup import DedupStore, FallbackDedupStore, dedup_key, fleet_of
 from .digest import Digest
 from .fingerprint import FingerprintFunction, default_fingerprint
 from .handoff import Handoff
 from .loop import LoopLocal, background_loop
+from .memory import remembered_name
 from .outbox import Outbox
 from .pending import PendingWork
+from .room import make_room
 from .routing import Router, Target, Targets, route_dedup_key
+from .schedule import DailySchedule
+from .steward import Steward
 from .windows import KnownError, SuppressionWindows, Tally
 
 logger = logging.getLogger("lark_alert_middleware")
 
-# How often repeats counted in windows that have ended are handed to the shared store.
-REPEATS_FLUSH_SECONDS = 5.0
 CLAIM_BATCH = 100
+# Errors whose latest occurrence is kept (slim) to name them on an escalation card.
+EXAMPLES_KEPT = 1000
+# The steward's lease lasts this many checks (at least 2 s): a missed renewal is no handover.
+LEASE_CHECKS = 3
+# On the daily summary, an error seen this recently is still firing (the recovery span, if set).
+FIRING_SECONDS = 600
 # A custom fingerprint is cut to this many characters: it may be built from request data.
 CUSTOM_FINGERPRINT_CHARACTERS = 1000
 
@@ -75,6 +97,7 @@ class LoopParts:
 
     store: DedupStore
     outboxes: tuple[Outbox, ...]
+    steward: Steward
 
 
 class Lifecycle(enum.Enum):
@@ -84,13 +107,14 @@ class Lifecycle(enum.Enum):
 
 
 class _OnLoop:
-    """The pipeline's state on one alerter loop: its parts, its consumer, its repeats flusher."""
+    """The pipeline's state on one alerter loop: its parts, its consumer, its periodic checks."""
 
     def __init__(self, parts: LoopParts, pipeline: Pipeline) -> None:
         self.store = parts.store
         self.outboxes = parts.outboxes
+        self.steward = parts.steward
         self.consumer: asyncio.Task[None] | None = None
-        self.repeats_flusher = asyncio.get_running_loop().create_task(pipeline.flush_repeats_forever(self))
+        self.checker = asyncio.get_running_loop().create_task(pipeline.check_forever(self))
 
 
 class Pipeline:
@@ -107,6 +131,7 @@ class Pipeline:
         pending: PendingWork,
         make_parts: Callable[[], LoopParts],
         fingerprint: FingerprintFunction | None = None,
+        thresholds: tuple[Thresholds, ...] = (),
     ) -> None:
         self.settings = settings
         self.custom_fingerprint = fingerprint
@@ -124,6 +149,16 @@ class Pipeline:
         # The window the request path opens for an error until its claim says how long it is.
         self._window_seconds = settings.rate_limit or router.longest_window
         self._all_repeats = windows.all_repeats
+        # Escalation: the counts inside a window each destination wants to hear of an error at.
+        self._thresholds = {each.destination: each for each in thresholds}
+        self._escalating = bool(thresholds)
+        # Each error's latest occurrence (slim) and its destinations, while escalation is on.
+        self._examples: dict[str, tuple[ErrorEvent, tuple[int, ...]]] = {}
+        self._schedule = None
+        if settings.daily_summary is not None:
+            self._schedule = DailySchedule(settings.daily_summary, ZoneInfo(settings.timezone))
+        # Escalation, recovery and the summary need counts as they happen, not when windows end.
+        self._counts_as_they_happen = bool(thresholds or settings.recovery_after or self._schedule)
         self._handoff = Handoff(max(1000, 20 * settings.queue_size), self._accept)
         self._on_loop = LoopLocal(lambda: _OnLoop(make_parts(), self))
         self._lifecycle = Lifecycle.SERVING
@@ -220,6 +255,8 @@ class Pipeline:
     def warm_up(self) -> Future[None]:
         """Start the alerter thread, check the card template, open the connections: the first alert
         pays nothing for them. The future raises ConfigurationError when the template cannot be used."""
+        if self._lifecycle is Lifecycle.SETTLED:  # the app starts again after a lifespan shutdown
+            self._lifecycle = Lifecycle.SERVING
         return background_loop.submit(self._warm_up())
 
     async def _warm_up(self) -> None:
@@ -318,8 +355,10 @@ class Pipeline:
                 logger.exception("lark_alert_middleware: could not decide %d alerts", len(routed))
                 self._lost(on_loop, [work for work, _ in routed])
                 continue
-            for (work, _), (claim, offers) in zip(routed, decisions, strict=True):
+            for (work, targets), (claim, offers) in zip(routed, decisions, strict=True):
                 try:
+                    if self._escalating:
+                        self._keep_example(work.fingerprint, work.event, targets)
                     self._decide(on_loop, work, claim, offers)
                 except Exception:
                     logger.exception("lark_alert_middleware: could not queue %s's alert", work.fingerprint)
@@ -357,11 +396,19 @@ class Pipeline:
         keys = [dedup_key(self._service, environment, work.fingerprint) for work, _ in routed]
         shortest = [min(target.window_seconds for target in targets) for _, targets in routed]
         requests = [
-            ClaimRequest(key, window, work.repeats_here)
-            for key, window, (work, _) in zip(keys, shortest, routed, strict=True)
+            ClaimRequest(
+                key,
+                window,
+                work.repeats_here,
+                remembered_name(work.event, work.fingerprint),
+                work.event.severity,
+                tuple(target.index for target in targets),
+            )
+            for key, window, (work, targets) in zip(keys, shortest, routed, strict=True)
             if window
         ]
-        answers = iter(await on_loop.store.claim(requests, time.time()) if requests else [])
+        tracking = self._tracking()
+        answers = iter(await on_loop.store.claim(requests, time.time(), tracking) if requests else [])
         claims = [next(answers) if window else Claim(True, 0.0) for window in shortest]
         longer = [
             (index, target)
@@ -390,6 +437,14 @@ class Pipeline:
             decisions.append((claim, offers))
         return decisions
 
+    def _tracking(self) -> Tracking:
+        summary_due = self._schedule.due_after(time.time()) if self._schedule is not None else 0.0
+        return Tracking(
+            fleet_of(self._service, self.settings.environment),
+            self.settings.recovery_after or 0,
+            summary_due,
+        )
+
     def _decide(
         self, on_loop: _OnLoop, work: HandedOff, claim: Claim, offers: list[tuple[Target, Repeats]]
     ) -> None:
@@ -406,7 +461,7 @@ class Pipeline:
         for number, (target, repeats) in enumerate(offers):
             if number:
                 self._pending.add()  # one unit of pending work per card: the hand-off counted the first
-            on_loop.outboxes[target.index].offer(Alert(work.fingerprint, event, repeats))
+            on_loop.outboxes[target.index].offer(Alert(work.fingerprint, event, repeats, claim.history))
 
     def _lost(self, on_loop: _OnLoop, batch: list[HandedOff]) -> None:
         """Errors that could not be decided or queued: counted, and their next occurrence alerts."""
@@ -420,18 +475,121 @@ class Pipeline:
             for outbox in on_loop.outboxes:
                 outbox.drained()
 
-    async def flush_repeats_forever(self, on_loop: _OnLoop) -> None:
-        """Hand repeats of ended windows to the store, so whichever replica alerts next reports them."""
+    def _keep_example(self, fingerprint: str, event: ErrorEvent, targets: Targets) -> None:
+        """The error's latest occurrence, slim, to name it on an escalation card, and where it goes."""
+        examples = self._examples
+        examples.pop(fingerprint, None)  # the latest last: the oldest are dropped first
+        if len(examples) >= EXAMPLES_KEPT:
+            make_room(examples, EXAMPLES_KEPT, lambda _: False, examples.__delitem__)
+        examples[fingerprint] = (event.slim(), tuple(target.index for target in targets))
+
+    def _thresholds_of(self, fingerprint: str) -> tuple[Thresholds, ...]:
+        """The thresholds of the error's destinations (the default's, if it was forgotten)."""
+        known = self._examples.get(fingerprint)
+        destinations = known[1] if known is not None else (0,)
+        return tuple(self._thresholds[index] for index in destinations if index in self._thresholds)
+
+    async def check_forever(self, on_loop: _OnLoop) -> None:
+        """Every check interval: hand the repeats counted here to the store, so that whichever
+        replica alerts next reports them, and announce the escalation thresholds they crossed;
+        then, if this process is the fleet's steward, what must happen once per fleet."""
         while True:
-            await asyncio.sleep(REPEATS_FLUSH_SECONDS)
-            repeats = self.windows.take_expired_repeats(time.monotonic())
-            if repeats:
-                environment = self.settings.environment
-                keyed = {dedup_key(self._service, environment, fp): n for fp, n in repeats.items()}
-                try:
-                    await on_loop.store.add_repeats(keyed)
-                except Exception:
-                    logger.exception("lark_alert_middleware: could not record repeat counts")
+            await asyncio.sleep(self.settings.check_interval)
+            tracking = self._tracking()
+            try:
+                await self._hand_over_repeats(on_loop, tracking)
+            except Exception:
+                logger.exception("lark_alert_middleware: could not record repeat counts")
+            try:
+                await self._steward_checks(on_loop, tracking)
+            except Exception:
+                logger.exception("lark_alert_middleware: the fleet's checks failed")
+
+    async def _hand_over_repeats(self, on_loop: _OnLoop, tracking: Tracking) -> None:
+        # Otherwise only ended windows: their counts are read at the next claim.
+        repeats = self.windows.take_repeats(time.monotonic(), open_windows=self._counts_as_they_happen)
+        if not repeats:
+            return
+        environment = self.settings.environment
+        fingerprints = {dedup_key(self._service, environment, fp): fp for fp in repeats}
+        counts = [RepeatCount(key, repeats[fp], self._thresholds_of(fp)) for key, fp in fingerprints.items()]
+        now = time.time()
+        crossings = await on_loop.store.add_repeats(counts, now, tracking)
+        if crossings:
+            self._escalate(on_loop, crossings, fingerprints, now)
+
+    async def _steward_checks(self, on_loop: _OnLoop, tracking: Tracking) -> None:
+        if not tracking.recovery_after and self._schedule is None:
+            return
+        lease_seconds = max(LEASE_CHECKS * self.settings.check_interval, 2.0)
+        if not await on_loop.steward.lead(tracking.fleet, lease_seconds):
+            return
+        if tracking.recovery_after:
+            await self._sweep(on_loop, tracking)
+        if self._schedule is not None:
+            await self._summarise(on_loop, tracking, self._schedule)
+
+    async def _sweep(self, on_loop: _OnLoop, tracking: Tracking) -> None:
+        now = time.time()
+        recoveries = await on_loop.steward.recovered(tracking.fleet, tracking.recovery_after, now)
+        by_destination: dict[int, list[Recovery]] = defaultdict(list)
+        for recovery in sorted(recoveries, key=lambda recovery: -recovery.count):
+            # Where its cards went (the default, if that was not remembered).
+            for index in recovery.destinations or (0,):
+                by_destination[index if index < len(self.deliveries) else 0].append(recovery)
+        for index, recovered in by_destination.items():
+            self._notify(on_loop, RecoveryNotice(tuple(recovered), now), index)
+
+    async def _summarise(self, on_loop: _OnLoop, tracking: Tracking, schedule: DailySchedule) -> None:
+        """Say the fleet counts the current period; send the latest one due, if it is ours to send."""
+        now = time.time()
+        await on_loop.steward.watch(tracking.fleet, tracking.summary_due, now)
+        due = schedule.due_before(now)
+        firing_since = now - (tracking.recovery_after or FIRING_SECONDS)
+        summary = await on_loop.steward.summary(tracking.fleet, (schedule.previous(due), due), firing_since)
+        if summary is not None:
+            self._notify(on_loop, replace(summary, timezone=self.settings.timezone), 0)
+
+    def _escalate(
+        self, on_loop: _OnLoop, crossings: list[Crossing], fingerprints: dict[str, str], now: float
+    ) -> None:
+        """One card per destination for the thresholds one check found crossed; a route with
+        `mention_after` mentions its people on the card that says the error reached it."""
+        by_destination: dict[int, list[Escalation]] = defaultdict(list)
+        mentioning: set[int] = set()
+        for crossing in crossings:
+            fingerprint = fingerprints[crossing.key]
+            known = self._examples.get(fingerprint)
+            by_destination[crossing.destination].append(
+                Escalation(
+                    fingerprint,
+                    known[0] if known is not None else None,
+                    crossing.threshold,
+                    crossing.count,
+                    crossing.window_started_at,
+                    now,
+                )
+            )
+            mention_after = self.deliveries[crossing.destination].destination.mention_after
+            if mention_after is not None and crossing.previous < mention_after <= crossing.threshold:
+                mentioning.add(crossing.destination)
+        for index, escalations in by_destination.items():
+            escalations.sort(key=lambda escalation: -escalation.count)
+            destination = self.deliveries[index].destination
+            mentions = destination.mentions if index in mentioning else ()
+            counts = self._thresholds[index].counts
+            self._notify(on_loop, EscalationNotice(index, tuple(escalations), counts, mentions), index)
+
+    def _notify(self, on_loop: _OnLoop, notice: Notice, destination: int) -> None:
+        """Queue a card that is not about one new error for a destination, unless the app has shut down.
+
+        Not pending work: flush() and shutdown do not wait for it, so that an app dropped by a
+        test, whose notice may be posting to a receiver long gone, cannot hold the process's exit.
+        """
+        if self._lifecycle is not Lifecycle.SERVING:
+            logger.debug("lark_alert_middleware: the app has shut down; %s not sent", type(notice).__name__)
+            return
+        on_loop.outboxes[destination].offer_notice(notice)
 
     async def shutdown(self) -> None:
         """At exit, on the alerter thread: finish pending alerts within the timeout, log the counters.

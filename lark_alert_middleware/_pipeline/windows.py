@@ -134,12 +134,13 @@ class SuppressionWindows:
             if window is not None:
                 window.ends = -math.inf
 
-    def take_expired_repeats(self, now: float) -> dict[str, int]:
-        """Repeats of windows that have ended (or were dropped), for the store to hand to the next alert."""
+    def take_repeats(self, now: float, *, open_windows: bool = False) -> dict[str, int]:
+        """Repeats of windows that have ended (or were dropped), and with `open_windows` of those
+        still open too, for the store: it counts them fleet-wide and hands them to the next alert."""
         with self._lock:
             taken, self._repeats_of_dropped = self._repeats_of_dropped, {}
             for fingerprint, window in self._windows.items():
-                if window.ends <= now:
+                if open_windows or window.ends <= now:
                     repeats = window.take()
                     if repeats:
                         taken[fingerprint] = taken.get(fingerprint, 0) + repeats

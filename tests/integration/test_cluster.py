@@ -20,10 +20,12 @@ from lark_alert_middleware._pipeline.dedup import (
     InProcessDedupStore,
     RedisDedupStore,
     dedup_key,
+    fleet_of,
 )
 from lark_alert_middleware._pipeline.redis_client import open_redis
 from lark_alert_middleware._pipeline.redis_keys import claim_keys
-from lark_alert_middleware._records import ClaimRequest
+from lark_alert_middleware._pipeline.steward import RedisSteward
+from lark_alert_middleware._records import NEW, ClaimRequest, RepeatCount, Thresholds, Tracking
 from lark_alert_middleware.cli import main
 from lark_alert_middleware.testing import LarkReceiver
 
@@ -100,6 +102,34 @@ def test_two_workers_report_each_of_hundreds_of_errors_once(
     serve: Serve, lark_receiver: LarkReceiver, redis_cluster: ClusterTopology
 ) -> None:
     each_error_is_reported_once(serve, lark_receiver, **on_cluster(redis_cluster.url))
+
+
+def test_escalation_recovery_and_the_summary_run_on_a_cluster(redis_cluster: ClusterTopology) -> None:
+    prefix = key_prefix()
+    due = time.time() + 60
+    tracking = Tracking(fleet_of("app", "test"), recovery_after=1, summary_due=due)
+    requests = [
+        ClaimRequest(dedup_key("app", "test", str(index)), 60, 0, f"GET /{index} 500") for index in range(30)
+    ]
+    watched = (Thresholds(0, (10,)),)
+
+    async def scenario() -> None:
+        opened = open_redis(redis_cluster.url, cluster=True, timeout=1.0)
+        store, steward = RedisDedupStore(opened.client, prefix), RedisSteward(opened.client, prefix)
+        now = time.time()
+        claims = await store.claim(requests, now, tracking)  # the fleet's keys alongside, on their master
+        assert [claim.first for claim in claims] == [True] * 30
+        assert all(claim.history is not None and claim.history.novelty == NEW for claim in claims)
+        counts = [RepeatCount(request.key, 9, watched) for request in requests]
+        assert len(await store.add_repeats(counts, now + 1, tracking)) == 30
+        assert await steward.lead(tracking.fleet, 5.0)
+        await steward.watch(tracking.fleet, due, now)
+        assert len(await steward.recovered(tracking.fleet, 1, now + 3)) == 30
+        summary = await steward.summary(tracking.fleet, (due - 86400, due), now)
+        assert summary is not None and (summary.total, summary.kinds, summary.new_kinds) == (300, 30, 30)
+        await opened.close()
+
+    asyncio.run(scenario())
 
 
 def test_claims_follow_a_slot_moved_to_another_master_without_an_outage(

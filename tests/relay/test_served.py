@@ -35,7 +35,7 @@ def test_a_firing_group_becomes_one_card_per_alert(served_relay: ServedRelay) ->
     assert (answer.status_code, answer.json()) == (202, {"accepted": 3})
     cards = _wait_for(served_relay.lark, name, 3)
     assert sorted(card["header"]["title"]["content"] for card in cards) == [
-        f"🔴 {name} (instance=app-{index}:8000) · relay · production" for index in (1, 2, 3)
+        f"🔴 🆕 {name} (instance=app-{index}:8000) · relay · production" for index in (1, 2, 3)
     ]
     card = next(card for card in cards if "app-1:8000" in card["header"]["title"]["content"])
     assert card["header"]["template"] == "red"
@@ -159,7 +159,8 @@ def test_grafana_notifications_become_cards_with_their_links(served_relay: Serve
     cards = _wait_for(served_relay.lark, name, 2)
     card = next(card for card in cards if "memory" in card["header"]["title"]["content"])
     assert (
-        card["header"]["title"]["content"] == f"🔴 {name} High memory usage (zone=us-1) · relay · production"
+        card["header"]["title"]["content"]
+        == f"🔴 🆕 {name} High memory usage (zone=us-1) · relay · production"
     )
     text = shown_text(card)
     assert "relayed alert · Grafana" in text and "B=44.2394, C=1" in text

@@ -44,16 +44,19 @@ WWW_AUTHENTICATE = ((b"www-authenticate", b'Bearer realm="lark-alert relay"'),)
 
 def relay_settings(settings: AlertSettings) -> AlertSettings:
     """The settings of a relay: ConfigurationError, saying how to fix it, without a token;
-    the card template is `LARK_RELAY_TEMPLATE` when set."""
+    the card template is `LARK_RELAY_TEMPLATE` when set, and there are no recovered cards."""
     if settings.relay_token is None:
         raise ConfigurationError(
             "LARK_RELAY_TOKEN is not set, and the relay does not start without one: every POST must "
             "carry it. Make one with `export LARK_RELAY_TOKEN=$(openssl rand -hex 16)` (or pass "
             "relay_token= to create_relay) and give the same value to Alertmanager, Grafana and Seq"
         )
+    # Alerts are reported when they change state, so one still firing is quiet to the pipeline:
+    # recovered cards would be wrong, and the relay sends its own green card when one resolves.
+    update: dict[str, object] = {"recovery_after": None}
     if settings.relay_template is not None:
-        return settings.model_copy(update={"template": settings.relay_template})
-    return settings
+        update["template"] = settings.relay_template
+    return settings.model_copy(update=update)
 
 
 @dataclass(frozen=True, slots=True)
