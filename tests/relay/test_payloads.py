@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from lark_alert_middleware._card.spoken import duration
 from lark_alert_middleware._sources.relay import alertmanager, generic, grafana, seq
-from lark_alert_middleware._sources.relay.alerts import duration_text, group_line, level_of
+from lark_alert_middleware._sources.relay.alerts import group_line, level_of
 from lark_alert_middleware._sources.relay.auth import TokenCheck
 from lark_alert_middleware._sources.relay.logs import SecretMask
 from lark_alert_middleware._sources.relay.payload import PayloadError
@@ -242,18 +243,18 @@ def test_the_severity_label_gives_the_level(severity: str, level: str) -> None:
 @pytest.mark.parametrize(
     ("seconds", "text"),
     [
-        (0, "0 s"),
+        (0, "1 s"),
         (59, "59 s"),
         (60, "1 min"),
         (3600, "1 h"),
         (4980, "1 h 23 min"),
-        (86400, "1 d"),
-        (97200, "1 d 3 h"),
-        (-5, "0 s"),
+        (86400, "1 day"),
+        (97200, "1 day 3 h"),
+        (-5, "1 s"),
     ],
 )
 def test_how_long_an_alert_fired_reads_as_a_person_says_it(seconds: int, text: str) -> None:
-    assert duration_text(seconds) == text
+    assert duration(seconds) == text
 
 
 def test_the_token_is_taken_as_a_bearer_token_or_a_query_parameter_and_nothing_else() -> None:

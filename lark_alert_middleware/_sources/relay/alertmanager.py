@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from pydantic import Field
 
+from ..._card.spoken import duration
 from ..._pipeline.fingerprint import relay_fingerprint
 from ..._records import RELAY, ErrorEvent
 from .alerts import (
@@ -24,7 +25,6 @@ from .alerts import (
     Notification,
     RelayedAlert,
     cut,
-    duration_text,
     epoch,
     labels_hash,
     level_of,
@@ -197,7 +197,7 @@ def alert_event(
     started, ended = epoch(alert.starts_at), epoch(alert.ends_at)
     fired_for = None
     if not firing and started is not None and ended is not None:
-        fired_for = duration_text(ended - started)
+        fired_for = duration(ended - started)
     return ErrorEvent(
         timestamp=now_or(started if firing else ended),
         source=RELAY,

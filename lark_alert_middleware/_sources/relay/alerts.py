@@ -104,21 +104,6 @@ def now_or(seconds: float | None) -> float:
     return time.time() if seconds is None else seconds
 
 
-def duration_text(seconds: float) -> str:
-    """`45 s`, `12 min`, `3 h 5 min`, `2 d 4 h`: how long an alert fired, as a person says it."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
-
-
 def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
