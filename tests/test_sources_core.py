@@ -23,7 +23,7 @@ from lark_alert_middleware._card.view import CardSettings
 from lark_alert_middleware._config import load_settings
 from lark_alert_middleware._lark.webhook import message_body
 from lark_alert_middleware._pipeline.build import build_pipeline
-from lark_alert_middleware._records import LOG, SOURCES, Alert, ErrorEvent, Repeats
+from lark_alert_middleware._records import BACKGROUND, LOG, SOURCES, Alert, ErrorEvent, Repeats
 from lark_alert_middleware.testing import LarkReceiver
 
 from .conftest import card_full_title, shown_text
@@ -147,14 +147,28 @@ def test_report_deduplicates_and_delivers_an_error_of_any_source() -> None:
         assert "payment provider timed out" in card_full_title(card)
 
 
-def test_report_groups_by_the_custom_fingerprint_function() -> None:
+def test_report_groups_errors_of_a_request_by_the_custom_fingerprint_function() -> None:
     with LarkReceiver() as lark:
         pipeline = build_pipeline(
             load_settings(webhook_url=lark.url, service="jobs"), fingerprint=lambda event: "one group"
         )
-        event, _ = sample_events()[LOG]
+        event, _ = sample_events()[BACKGROUND]
         pipeline.report(event)
-        pipeline.report(dataclasses.replace(event, logger_name="another", subject="another"))
+        pipeline.report(dataclasses.replace(event, route="/another", subject="another"))
         assert pipeline.flush(10)
         assert len(lark.wait_for_cards(1)) == 1
         assert pipeline.stats().deduplicated == 1
+
+
+def test_a_function_written_for_requests_cannot_group_log_records_into_one() -> None:
+    with LarkReceiver() as lark:
+        pipeline = build_pipeline(
+            load_settings(webhook_url=lark.url, service="jobs"),
+            fingerprint=lambda event: f"{event.method} {event.route} {event.status_code}",
+        )
+        event, _ = sample_events()[LOG]
+        pipeline.report(event)
+        pipeline.report(dataclasses.replace(event, fingerprint="LOG shop ERROR another template"))
+        assert pipeline.flush(10)
+        assert len(lark.wait_for_cards(2)) == 2
+        assert pipeline.stats().deduplicated == 0

@@ -81,10 +81,12 @@ def message_fingerprint(level: str, text: str) -> str:
     return f"MESSAGE {level} {text[:TEMPLATE_CHARACTERS]}"
 
 
-def relay_fingerprint(identity: str, resolved: bool) -> str:
-    """A relayed alert by its tool and identity; its resolution is an error of its own, so that
-    the green card is not deduplicated away by the red one's window."""
-    return f"RELAY {identity}{' resolved' if resolved else ''}"
+def relay_fingerprint(identity: str, resolved: bool, episode: str = "") -> str:
+    """A relayed alert by its tool and identity, and the episode (when it started firing) when the
+    tool says: an alert that resolves and fires again is a new error, not a repeat the window
+    swallows. Its resolution is an error of its own, so that the green card is not deduplicated
+    away by the red one's window. Re-sends of one episode are told apart by the relay's state."""
+    return f"RELAY {identity}{' ' + episode if episode else ''}{' resolved' if resolved else ''}"
 
 
 def relayed_log_fingerprint(tool: str, level: str, template: str) -> str:

@@ -28,6 +28,7 @@ from .._lark.sinks import Sink
 from .._records import Alert, DigestSummary, MadeCard, Notice
 from .._stats import Counters
 from .digest import Digest
+from .loop import LoopLocal
 from .pending import PendingWork
 
 logger = logging.getLogger("lark_alert_middleware")
@@ -36,6 +37,9 @@ logger = logging.getLogger("lark_alert_middleware")
 DIGEST_MAX_AGE = 60.0
 # Wall-clock seconds a card may take to make (its CPU budget is smaller); then its title goes alone.
 CARD_DEADLINE_SECONDS = 5.0
+
+# The thread that makes cards: one per alerter loop (a forked child, or a new loop, makes its own).
+card_workers = LoopLocal(CardWorker)
 
 
 class OutboxState(enum.Enum):
@@ -58,7 +62,7 @@ class Outbox:
     ) -> None:
         self._sink = sink
         self._cards = cards
-        self._card_worker = CardWorker()
+        self._card_worker = card_workers.get()  # one per alerter loop, shared by every outbox
         self._digest = digest
         self._errors: deque[Alert] = deque()
         self._warnings: deque[Alert] = deque()

@@ -20,6 +20,7 @@ import asyncio
 import enum
 import logging
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -33,6 +34,9 @@ import anyio.to_thread
 from .._card.maker import CardMaker
 from .._config import AlertSettings, ConfigurationError
 from .._records import (
+    BACKGROUND,
+    HTTP,
+    WEBSOCKET,
     Alert,
     AlerterStats,
     Claim,
@@ -77,6 +81,8 @@ EXAMPLES_KEPT = 1000
 LEASE_CHECKS = 3
 # On the daily summary, an error seen this recently is still firing (the recovery span, if set).
 FIRING_SECONDS = 600
+# The sources whose errors a custom `fingerprint=` function groups: those of a request.
+REQUEST_SOURCES = frozenset({HTTP, BACKGROUND, WEBSOCKET})
 # A custom fingerprint is cut to this many characters: it may be built from request data.
 CUSTOM_FINGERPRINT_CHARACTERS = 1000
 
@@ -114,7 +120,21 @@ class _OnLoop:
         self.outboxes = parts.outboxes
         self.steward = parts.steward
         self.consumer: asyncio.Task[None] | None = None
-        self.checker = asyncio.get_running_loop().create_task(pipeline.check_forever(self))
+        # Holds the pipeline weakly: a pipeline no app uses any more is collected, and its checks end.
+        self.checker = asyncio.get_running_loop().create_task(
+            _check_forever(weakref.ref(pipeline), self, pipeline.settings.check_interval)
+        )
+
+
+async def _check_forever(pipeline: weakref.ref[Pipeline], on_loop: _OnLoop, interval: float) -> None:
+    """`Pipeline.check` every `interval` seconds, for as long as the pipeline is in use."""
+    while True:
+        await asyncio.sleep(interval)
+        checked = pipeline()
+        if checked is None or checked.closed:
+            return
+        await checked.check(on_loop)
+        del checked  # not held while sleeping
 
 
 class Pipeline:
@@ -228,9 +248,14 @@ class Pipeline:
             logger.exception("lark_alert_middleware: could not report an error")
 
     def fingerprint_of(self, event: ErrorEvent) -> str:
-        """The error's fingerprint by the configured rule: the custom function, or the default."""
+        """The error's fingerprint by the configured rule: the custom function for an error of a
+        request (a failing response, a background task, a websocket), else the source's own.
+
+        Log records, captured errors, start-up failures and relayed alerts keep their own
+        grouping: a function written for requests would group them all as one and silence them.
+        """
         custom = self.custom_fingerprint
-        if custom is None:
+        if custom is None or event.source not in REQUEST_SOURCES:
             return default_fingerprint(event)
         try:
             fingerprint = str(custom(event))
@@ -279,6 +304,11 @@ class Pipeline:
                 problem = str(error).removeprefix("LARK_ALERT_TEMPLATE (template=): ")
                 name = delivery.destination.name
                 raise ConfigurationError(f"LARK_ALERT_ROUTES: route {name!r}: template: {problem}") from None
+
+    @property
+    def closed(self) -> bool:
+        """The process is exiting: nothing more is posted."""
+        return self._lifecycle is Lifecycle.CLOSED
 
     def stats(self) -> AlerterStats:
         """What the pipeline did so far; repeats counted on the request path are added in here."""
@@ -489,21 +519,22 @@ class Pipeline:
         destinations = known[1] if known is not None else (0,)
         return tuple(self._thresholds[index] for index in destinations if index in self._thresholds)
 
-    async def check_forever(self, on_loop: _OnLoop) -> None:
-        """Every check interval: hand the repeats counted here to the store, so that whichever
+    async def check(self, on_loop: _OnLoop) -> None:
+        """Once a check interval: hand the repeats counted here to the store, so that whichever
         replica alerts next reports them, and announce the escalation thresholds they crossed;
-        then, if this process is the fleet's steward, what must happen once per fleet."""
-        while True:
-            await asyncio.sleep(self.settings.check_interval)
-            tracking = self._tracking()
-            try:
-                await self._hand_over_repeats(on_loop, tracking)
-            except Exception:
-                logger.exception("lark_alert_middleware: could not record repeat counts")
-            try:
-                await self._steward_checks(on_loop, tracking)
-            except Exception:
-                logger.exception("lark_alert_middleware: the fleet's checks failed")
+        then, if this process is the fleet's steward and still serving, what must happen once
+        per fleet (a pipeline whose app has shut down leaves that to the replicas still up)."""
+        tracking = self._tracking()
+        try:
+            await self._hand_over_repeats(on_loop, tracking)
+        except Exception:
+            logger.exception("lark_alert_middleware: could not record repeat counts")
+        if self._lifecycle is not Lifecycle.SERVING:
+            return
+        try:
+            await self._steward_checks(on_loop, tracking)
+        except Exception:
+            logger.exception("lark_alert_middleware: the fleet's checks failed")
 
     async def _hand_over_repeats(self, on_loop: _OnLoop, tracking: Tracking) -> None:
         # Otherwise only ended windows: their counts are read at the next claim.

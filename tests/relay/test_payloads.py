@@ -43,7 +43,7 @@ def test_an_alertmanager_alert_reads_as_its_card_shows_it() -> None:
     assert event.level == "critical"  # severity=page
     assert event.message is not None and event.message.startswith("High request latency\n\napp-1:8000 has")
     assert ("instance", "app-1:8000") in event.labels
-    assert event.fingerprint == "RELAY alertmanager 1a30ba71cca2921f"
+    assert event.fingerprint == "RELAY alertmanager 1a30ba71cca2921f since 2026-01-01T07:52:26Z"
     links = dict(event.links)
     assert links["Silence"] == (
         "http://alertmanager.example.com:9093/#/silences/new?filter="

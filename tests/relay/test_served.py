@@ -76,6 +76,23 @@ def test_one_of_three_alerts_resolving_makes_one_green_card_for_it_alone(served_
     assert "Silence" not in text
 
 
+def test_an_alert_that_fires_again_after_resolving_gets_its_card_inside_the_window(
+    served_relay: ServedRelay,
+) -> None:
+    name = unique("Flapping")
+    assert served_relay.post("/alertmanager", alertmanager_group(name, ("firing",))).status_code == 202
+    _wait_for(served_relay.lark, name, 1)
+    assert served_relay.post("/alertmanager", alertmanager_group(name, ("resolved",))).status_code == 202
+    _wait_for(served_relay.lark, name, 2)
+    again = alertmanager_group(name, ("firing",))
+    again["alerts"][0]["startsAt"] = "2026-01-01T09:00:00Z"  # a new episode, inside the 60 s window
+    for _ in range(3):  # and re-sent, as Alertmanager does
+        assert served_relay.post("/alertmanager", again).status_code == 202
+    served_relay.sentinel("Flapping")
+    cards = cards_about(served_relay.lark, name)
+    assert [card["header"]["template"] for card in cards] == ["red", "green", "red"]
+
+
 def test_a_missing_or_wrong_token_is_401_and_makes_no_card(served_relay: ServedRelay) -> None:
     name = unique("Unauthorised")
     group = alertmanager_group(name)

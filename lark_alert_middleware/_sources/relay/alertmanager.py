@@ -8,7 +8,7 @@ more fields (`grafana.py`), and reuses what is here.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Literal
 from urllib.parse import quote
 
@@ -177,6 +177,15 @@ def subject_of(labels: Labels, common_labels: Labels) -> str:
     return cut(name, SUBJECT_CHARACTERS)
 
 
+def _episode(starts_at: datetime | None) -> str:
+    """When the alert started firing, as its fingerprint names the episode: `since 2026-01-01T08:32:27Z`."""
+    if starts_at is None:
+        return ""
+    if starts_at.tzinfo is not None:
+        starts_at = starts_at.astimezone(timezone.utc)
+    return f"since {starts_at:%Y-%m-%dT%H:%M:%SZ}"
+
+
 def alert_event(
     identity: str,
     tool_name: str,
@@ -209,5 +218,5 @@ def alert_event(
         labels=pairs((key, value) for key, value in alert.labels.items() if not key.startswith("__")),
         details=pairs([*other_annotations, *details, *((("Fired for", fired_for),) if fired_for else ())]),
         links=buttons,
-        fingerprint=relay_fingerprint(identity, resolved=not firing),
+        fingerprint=relay_fingerprint(identity, resolved=not firing, episode=_episode(alert.starts_at)),
     )
