@@ -1,4 +1,4 @@
-"""A pipeline lives as long as something uses it: apps built and dropped (as in tests) leave nothing behind."""
+"""A pipeline lives as long as something uses it: apps built and dropped (as in tests) leave nothing."""
 
 from __future__ import annotations
 
