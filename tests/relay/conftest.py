@@ -113,7 +113,8 @@ class ServedRelay:
 
     def sentinel(self, tag: str) -> None:
         """Post one more alert and wait for its card: whatever the relay made of what was posted
-        before it (same path, same priority) has been posted by then."""
+        before it (same path, same priority) has been posted by then, but may still be on its way
+        on another connection: wait for the cards expected first, then use this to see no more came."""
         name = unique(f"Sentinel{tag}")
         document = alertmanager_group(name, ("firing",))
         assert self.post("/alertmanager", document).status_code == 202

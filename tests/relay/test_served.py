@@ -53,6 +53,8 @@ def test_a_group_resent_ten_times_makes_no_new_card(served_relay: ServedRelay) -
     group = alertmanager_group(name)
     for _ in range(11):
         assert served_relay.post("/alertmanager", group).status_code == 202
+    # The cards come in on up to four connections: the sentinel may overtake one of them.
+    _wait_for(served_relay.lark, name, 3)
     served_relay.sentinel("Resent")
     assert len(cards_about(served_relay.lark, name)) == 3
 
@@ -63,6 +65,7 @@ def test_one_of_three_alerts_resolving_makes_one_green_card_for_it_alone(served_
     _wait_for(served_relay.lark, name, 3)
     resolving = alertmanager_group(name, ("firing", "resolved", "firing"))
     assert served_relay.post("/alertmanager", resolving).status_code == 202
+    _wait_for(served_relay.lark, name, 4)
     served_relay.sentinel("Resolving")
     cards = cards_about(served_relay.lark, name)
     assert len(cards) == 4
@@ -88,6 +91,7 @@ def test_an_alert_that_fires_again_after_resolving_gets_its_card_inside_the_wind
     again["alerts"][0]["startsAt"] = "2026-01-01T09:00:00Z"  # a new episode, inside the 60 s window
     for _ in range(3):  # and re-sent, as Alertmanager does
         assert served_relay.post("/alertmanager", again).status_code == 202
+    _wait_for(served_relay.lark, name, 3)
     served_relay.sentinel("Flapping")
     cards = cards_about(served_relay.lark, name)
     assert [card["header"]["template"] for card in cards] == ["red", "green", "red"]
