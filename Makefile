@@ -20,9 +20,12 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/overhead.py
 	$(BIN)/python benchmarks/compare.py
 
-# Retakes the README's picture of the inbox (docs/inbox.png) with the browser test.
-screenshot: $(VENV)/.installed
-	SCREENSHOT=docs/inbox.png SCREENSHOT_CARD=docs/card.png $(BIN)/python -m pytest -q tests/integration/test_inbox_browser.py
+# Retakes the README's pictures with the browser test: the inbox (docs/inbox.png), the sample card
+# (docs/card.png) and each kind of card (docs/card-<kind>.png). Needs Debian's chromium and, for
+# the cards' emoji, fonts-noto-color-emoji.
+screenshot: $(VENV)/.installed-docs
+	SCREENSHOT=docs/inbox.png SCREENSHOT_CARD=docs/card.png SCREENSHOT_KINDS=docs \
+		$(BIN)/python -m pytest -q tests/integration/test_inbox_browser.py
 
 # The demo needs only its own extra; the tests install everything they use.
 $(VENV)/.installed-demo: pyproject.toml
@@ -36,6 +39,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@ $(VENV)/.installed-demo
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
+	touch $@
 
 # sentry-sdk, for the comparison; wrk (apt-get install wrk) is used when present.
 $(VENV)/.installed-bench: $(VENV)/.installed

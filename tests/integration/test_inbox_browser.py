@@ -2,21 +2,29 @@
 
 Needs Debian's `chromium` (CI's .ci/run installs it); CHROMIUM=/path/to/chrome points elsewhere.
 Without it the tests are skipped, with the reason shown, except in CI (CI=true), where they fail.
-SCREENSHOT=docs/inbox.png also saves the README's screenshot.
+SCREENSHOT=docs/inbox.png, SCREENSHOT_CARD=docs/card.png and SCREENSHOT_KINDS=docs (one
+card-<kind>.png per kind of card) also save the README's pictures (`make screenshot`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from demo_app.app import FAILURES
+from demo_app.inbox import KINDS_TITLE, inbox_routes
+from lark_alert_middleware.cli import main
 
 from ..conftest import card_title, title_subject, wait_until
 from .conftest import Process
@@ -38,6 +46,25 @@ CHROMIUM_FLAGS = [
 ]
 RED = "rgb(245, 74, 69)"
 ORANGE = "rgb(245, 120, 10)"
+GREEN = "rgb(46, 161, 33)"
+BLUE = "rgb(51, 112, 255)"
+SPLIT = "500 POST /orders/{order_id}/split"
+# Each kind of card on the demo's /_alerts/kinds page, in its order: what its title says before
+# the service, its header's colour, and a line of its body that only this kind has.
+KIND_CARDS = {
+    "new": (f"🔴 🆕 {SPLIT}", RED, "New: not seen in the last 14 days"),
+    "back": (f"🔴 🔁 {SPLIT}", RED, "Back after 3 days 2 h"),
+    "repeated": (f"🔴 {SPLIT}", RED, "Repeated 3 times since the previous alert"),
+    "escalation": (f"🔴 📈 {SPLIT}: now 1,042 times in 4 min", RED, "(crossed 1,000)"),
+    "recovered": (f"🟢 {SPLIT}: quiet for 10 min", GREEN, "Quiet for 10 min, after 1,234 times"),
+    "summary": ("📋 Daily summary: 1,551 errors", BLUE, "… and 2 more kinds"),
+}
+# The sample card of the sources a request does not make (`lark-alert preview --source`).
+SOURCE_CARDS = {
+    "log": ("🔴 payment provider timed out, order 42 left unpaid", RED, "shop.payments"),
+    "relay": ("🔴 HighErrorRate (instance=checkout-2:8000)", RED, "Silence"),
+}
+README_WIDTH = 520  # the pictures' viewport: cards 472 pixels wide, legible where the README shows them
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +88,36 @@ def page(browser: Browser) -> Iterator[Page]:
     opened = browser.new_page(viewport={"width": 800, "height": 1100})
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def narrow_page(browser: Browser) -> Iterator[Page]:
+    """A page as wide as the README's pictures of cards."""
+    opened = browser.new_page(viewport={"width": README_WIDTH, "height": 900})
+    yield opened
+    opened.close()
+
+
+def lacks_emoji_font() -> bool:
+    """Where fontconfig can tell, whether no font has 📈 (the pictures would show empty boxes)."""
+    if shutil.which("fc-list") is None:
+        return False
+    fonts = subprocess.run(["fc-list", ":charset=1f4c8"], capture_output=True, text=True, check=False)
+    return not fonts.stdout.strip()
+
+
+def save_picture(png: bytes, path: str | Path) -> None:
+    """Write a README picture as a 256-colour PNG: to the eye the same, a third of the size."""
+    if lacks_emoji_font():
+        pytest.fail("no font has the cards' emoji (📈): install fonts-noto-color-emoji, then retake")
+    from PIL import Image  # only `make screenshot` installs Pillow (the docs extra)
+
+    colours = Image.open(io.BytesIO(png)).convert("RGB")
+    colours.quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+def header_colour(card: Locator) -> str:
+    return str(card.locator("header").evaluate("element => getComputedStyle(element).backgroundColor"))
 
 
 def titles(page: Page) -> list[str]:
@@ -88,7 +145,7 @@ def test_the_inbox_shows_the_demo_cards_as_lark_would_newest_first(
     assert crash.locator("pre code", has_text="in split_total").count() == 1
     page.screenshot(path=str(tmp_path / "inbox.png"))
     if os.environ.get("SCREENSHOT"):
-        page.screenshot(path=os.environ["SCREENSHOT"])
+        save_picture(page.screenshot(), os.environ["SCREENSHOT"])
 
     base_url = inbox_url.removesuffix("/_alerts")
     page.goto(base_url)
@@ -119,8 +176,6 @@ def test_the_inbox_shows_the_demo_cards_as_lark_would_newest_first(
 def test_the_default_card_preview_reads_well_on_a_phone_sized_screen(
     browser: Browser, tmp_path: Path
 ) -> None:
-    from lark_alert_middleware.cli import main
-
     page_file = tmp_path / "card.html"
     assert main(["preview", "--html", str(page_file)]) == 0
     phone = browser.new_page(viewport={"width": 420, "height": 1400})
@@ -136,6 +191,41 @@ def test_the_default_card_preview_reads_well_on_a_phone_sized_screen(
         # Nothing overflows the screen sideways except inside scrollable code blocks.
         assert phone.evaluate("document.documentElement.scrollWidth") <= 420
         if os.environ.get("SCREENSHOT_CARD"):
-            card.screenshot(path=os.environ["SCREENSHOT_CARD"])
+            save_picture(card.screenshot(), os.environ["SCREENSHOT_CARD"])
     finally:
         phone.close()
+
+
+def test_the_demo_s_page_of_kinds_shows_each_kind_of_card_in_its_colour(narrow_page: Page) -> None:
+    with TestClient(Starlette(routes=inbox_routes(None))) as client:
+        kinds_page = client.get("/_alerts/kinds")
+    assert kinds_page.status_code == 200
+    narrow_page.set_content(kinds_page.text)
+    assert narrow_page.title() == KINDS_TITLE
+    cards = narrow_page.locator("article.lark-card").all()
+    assert len(cards) == len(KIND_CARDS)
+    for card, (kind, (title, colour, line)) in zip(cards, KIND_CARDS.items(), strict=True):
+        assert card.locator("header").inner_text().split(" · ")[0] == title, kind
+        assert header_colour(card) == colour, kind
+        assert line in card.inner_text(), kind
+    assert narrow_page.evaluate("document.documentElement.scrollWidth") <= README_WIDTH
+    if os.environ.get("SCREENSHOT_KINDS"):
+        for card, kind in zip(cards, KIND_CARDS, strict=True):
+            save_picture(card.screenshot(), Path(os.environ["SCREENSHOT_KINDS"], f"card-{kind}.png"))
+
+
+@pytest.mark.parametrize("source", SOURCE_CARDS)
+def test_the_sample_card_of_a_source_renders_with_its_title_and_colour(
+    narrow_page: Page, tmp_path: Path, source: str
+) -> None:
+    title, colour, line = SOURCE_CARDS[source]
+    page_file = tmp_path / "card.html"
+    assert main(["preview", "--source", source, "--html", str(page_file)]) == 0
+    narrow_page.goto(page_file.as_uri())
+    card = narrow_page.locator("article.lark-card")
+    assert card.locator("header").inner_text().split(" · ")[0] == title
+    assert header_colour(card) == colour
+    assert line in card.inner_text()
+    assert narrow_page.evaluate("document.documentElement.scrollWidth") <= README_WIDTH
+    if os.environ.get("SCREENSHOT_KINDS"):
+        save_picture(card.screenshot(), Path(os.environ["SCREENSHOT_KINDS"], f"card-{source}.png"))
