@@ -94,6 +94,7 @@ class LarkAlertMiddleware:
         self._refusal: ConfigurationError | None = None
         self._fingerprint = fingerprint
         self._known_errors: dict[ErrorKey, RouteError] = {}
+        self._observing = False  # the mode, as the request path reads it
         try:
             settings = load_settings(**options)
         except ConfigurationError as error:
@@ -106,11 +107,13 @@ class LarkAlertMiddleware:
             self._mode = Mode.PASSING
             return
         self._mode = Mode.OBSERVING
+        self._observing = True
         self._alerting_statuses = captured_statuses(settings.status_codes, settings.routes)
         self._body_limit = settings.max_body_bytes
         self._excluded = _compile_patterns(settings.exclude_paths)
         self._service_known = settings.service is not None
         self._pipeline = self.alerter = build_pipeline(settings, scrub=scrub, fingerprint=fingerprint)
+        self._count_if_reported = self._pipeline.count_if_reported  # bound once: the request path's call
         current_pipeline.register_app(self._pipeline)
         self._logs = None
         if settings.capture_logs is not None:
@@ -133,7 +136,7 @@ class LarkAlertMiddleware:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self._mode is not Mode.OBSERVING:
+        if scope["type"] != "http" or not self._observing:
             if self._mode is Mode.PASSING:
                 await self.app(scope, receive, send)
             else:
@@ -160,24 +163,26 @@ class LarkAlertMiddleware:
                     capture = ResponseCapture(message.get("headers"), self._body_limit)
             return send(message)
 
-        # Log records say which request they were logged in, once a LarkAlertHandler wants to know.
-        in_request = None
-        if tracking.on:
-            in_request = request_scope.set(scope)
-            if self._logs is not None and self._logs.never_attached:
-                self._logs.attach()  # no lifespan: at the first request
         try:
-            await self.app(scope, receive, send_and_capture)
+            # Log records say which request they were logged in, once a LarkAlertHandler wants to know.
+            await (self._app_in_request if tracking.on else self.app)(scope, receive, send_and_capture)
         except ClientDisconnect:
             raise  # the client went away: nothing failed on our side
         except Exception as exception:
             self._report_exception(scope, status, exception, started, request_tee, capture, last_sent)
             raise
-        finally:
-            if in_request is not None:
-                request_scope.reset(in_request)
         if capture is not None:
             self._report(scope, status, None, started, request_tee, capture)
+
+    async def _app_in_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, with the request it serves in the context for log records captured meanwhile."""
+        if self._logs is not None and self._logs.never_attached:
+            self._logs.attach()  # no lifespan: at the first request
+        in_request = request_scope.set(scope)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            request_scope.reset(in_request)
 
     def _is_known_repeat(self, scope: Scope, status: int) -> bool:
         """An excluded path, or an error whose window this process knows is open (then counted).
@@ -199,7 +204,7 @@ class LarkAlertMiddleware:
             known = self._remember(key, route, scope, status)
         if known.by_mount is not None:
             known = self._in_mount(known, scope, method, status)
-        return self._pipeline.count_if_reported(known)
+        return self._count_if_reported(known)
 
     def _remember(self, key: ErrorKey, route: object, scope: Scope, status: int) -> RouteError:
         if len(self._known_errors) >= KNOWN_ERRORS_REMEMBERED:
