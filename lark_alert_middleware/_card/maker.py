@@ -79,6 +79,8 @@ class CardMaker:
         self._redactor = redactor
         self.settings = settings
         self._template = template
+        # A user's template or scrub hook may take any time: such cards are made on a thread of their own.
+        self.runs_user_code = template is not None or redactor.runs_user_code
         self._loaded: CardRenderer | None = None
         self._budget_seconds = budget_seconds
         self._reported: set[tuple[str, str]] = set()

@@ -46,6 +46,7 @@ class Redactor:
         self._names = SecretNames(extra_names)
         self.is_secret_name = self._names.is_secret
         self._scrub = scrub
+        self.runs_user_code = scrub is not None
 
     # -- values -----------------------------------------------------------------------------
     def text(self, value: str) -> str:

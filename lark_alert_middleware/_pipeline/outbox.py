@@ -6,8 +6,9 @@ flood. Server errors and exceptions go first: they are posted before client erro
 finds the queue full takes the place of the newest client error (folded into the digest), and
 a client error kept waiting a minute by them goes to the digest too. Notices (escalation,
 recovered, the daily summary) wait in a queue of their own, after server errors and before
-client errors. Cards are made on a worker thread of their own (`CardWorker`), so that the loop
-never waits for one.
+client errors. Cards are made here, within their CPU budget; where a user's template or scrub
+hook runs, on a worker thread of their own (`CardWorker`), so that the loop never waits for code
+it cannot bound.
 """
 
 from __future__ import annotations
@@ -200,17 +201,27 @@ class Outbox:
     async def _post(
         self, make: Callable[[], MadeCard], overdue: Callable[[float], MadeCard], units: int
     ) -> None:
-        """Make the card on the card worker and send it; past the deadline, send `overdue`'s instead."""
+        """Make the card and send it. Made here, with the built-in template and redaction only (linear,
+        within the card's CPU budget: no thread hop, a fifth of a millisecond saved per card);
+        made on the card worker when the user's code runs, and past the deadline `overdue`'s instead."""
         try:
-            making = asyncio.get_running_loop().run_in_executor(self._card_worker, make)
-            try:
-                made = await asyncio.wait_for(making, CARD_DEADLINE_SECONDS)
-            except Exception:  # overdue, or the worker is full of overdue cards
-                made = overdue(CARD_DEADLINE_SECONDS)
+            if self._cards.runs_user_code:
+                made = await self._made_by_worker(make, overdue)
+            else:
+                made = make()  # never raises: what cannot be shown is named on the card
             await self._send(made)
         finally:
             if units:
                 self._finished(units)
+
+    async def _made_by_worker(
+        self, make: Callable[[], MadeCard], overdue: Callable[[float], MadeCard]
+    ) -> MadeCard:
+        making = asyncio.get_running_loop().run_in_executor(self._card_worker, make)
+        try:
+            return await asyncio.wait_for(making, CARD_DEADLINE_SECONDS)
+        except Exception:  # overdue, or the worker is full of overdue cards
+            return overdue(CARD_DEADLINE_SECONDS)
 
     async def _send(self, made: MadeCard) -> None:
         if not made.complete:
