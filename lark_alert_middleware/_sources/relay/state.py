@@ -10,16 +10,14 @@ card each change once; while Redis fails, the in-process store decides (as dedup
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from redis.exceptions import NoScriptError
-
 from ..._pipeline.breaker import CircuitBreaker
 from ..._pipeline.redis_client import RedisClient
 from ..._pipeline.room import make_room
+from ..._pipeline.scripts import Script, ScriptCall, run_script
 
 # Keys decided by one script call.
 SCRIPT_BATCH = 500
@@ -90,7 +88,7 @@ class InProcessStateStore:
 # KEYS: the alerts' keys (one hash tag: one cluster slot); ARGV[1]: seconds a state is kept,
 # ARGV[i + 1]: KEYS[i]'s state now. For each key: -1 when its state changed (and is recorded),
 # else the milliseconds the recorded one is still kept.
-_RECORD_SCRIPT = """
+_RECORD_SCRIPT = Script.of("""
 local answers = {}
 for i, key in ipairs(KEYS) do
   local state = ARGV[i + 1]
@@ -102,7 +100,7 @@ for i, key in ipairs(KEYS) do
   end
 end
 return answers
-"""
+""")
 
 
 class RedisStateStore:
@@ -112,20 +110,18 @@ class RedisStateStore:
         self._client = client
         # One hash tag: the keys one script call touches share a Redis Cluster slot.
         self._prefix = f"{prefix}{{relay-state}}:"
-        self._sha = hashlib.sha1(_RECORD_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
     async def record(self, states: Sequence[State], keep_seconds: int) -> list[Answer]:
-        answers: list[Answer] = []
+        calls: list[ScriptCall] = []
         for start in range(0, len(states), SCRIPT_BATCH):
             batch = states[start : start + SCRIPT_BATCH]
-            keys = [self._prefix + key for key, _ in batch]
-            arguments: list[str | int] = [keep_seconds, *(state for _, state in batch)]
-            try:
-                replies = await self._client.evalsha(self._sha, len(keys), *keys, *arguments)
-            except NoScriptError:  # after a Redis restart or flush: the text loads it again
-                replies = await self._client.eval(_RECORD_SCRIPT, len(keys), *keys, *arguments)
-            answers += [None if int(reply) == -1 else max(int(reply), 0) / 1000 for reply in replies]
-        return answers
+            calls.append(
+                ([self._prefix + key for key, _ in batch], [keep_seconds, *(state for _, state in batch)])
+            )
+        replies = await run_script(self._client, _RECORD_SCRIPT, calls)  # every batch in one round trip
+        return [
+            None if int(reply) == -1 else max(int(reply), 0) / 1000 for batch in replies for reply in batch
+        ]
 
 
 class FallbackStateStore:
